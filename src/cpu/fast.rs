@@ -1,0 +1,1 @@
+//! The fast CPU executor (im2col + GEMM, rayon), validated against `reference`.

@@ -1,0 +1,1 @@
+//! The wgpu runtime: adapter and device, pipelines, buffers, and the plan executor.

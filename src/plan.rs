@@ -1,0 +1,351 @@
+//! The lowered plan: the small vocabulary of ops that every tunable family compiles to, and
+//! that the CPU reference, the fast CPU executor and the GPU executor all run.
+//!
+//! Every level-dependent quantity of an op (conv weights, bias, per-channel scale/shift, the
+//! gains of a combine) is stored as a *mixed* array: `base` followed by `deltas` arrays of the
+//! same length, and evaluated as `base + sum_p c_p * delta_p`, where the coefficients
+//! `c_p = offset_p + sum_j gain_pj * level_j` are affine in the level vector (DESIGN.md §1).
+
+use crate::error::{Error, Result};
+
+/// At most this many level axes (knobs) per model, and this many basis deltas per op.
+pub const MAX_AXES: usize = 4;
+pub const MAX_DELTAS: usize = 4;
+
+/// A level vector: one value per axis; unused axes are 0.
+pub type LevelVec = [f32; MAX_AXES];
+
+/// Affine map from the level vector to one scalar: `offset + dot(gain, level)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Affine {
+    pub offset: f32,
+    pub gain: [f32; MAX_AXES],
+}
+
+impl Affine {
+    pub fn constant(v: f32) -> Self {
+        Affine { offset: v, gain: [0.0; MAX_AXES] }
+    }
+    /// The value of level axis `axis`, times `scale`.
+    pub fn axis(axis: usize, scale: f32) -> Self {
+        let mut gain = [0.0; MAX_AXES];
+        gain[axis] = scale;
+        Affine { offset: 0.0, gain }
+    }
+    pub fn eval(&self, level: &LevelVec) -> f32 {
+        self.offset + self.gain.iter().zip(level).map(|(g, l)| g * l).sum::<f32>()
+    }
+}
+
+/// How one op's mixed arrays depend on the level: one affine coefficient per delta.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mix {
+    pub coefs: Vec<Affine>,
+}
+
+impl Mix {
+    pub fn none() -> Self {
+        Mix { coefs: vec![] }
+    }
+    pub fn deltas(&self) -> usize {
+        self.coefs.len()
+    }
+    pub fn eval(&self, level: &LevelVec) -> Vec<f32> {
+        self.coefs.iter().map(|a| a.eval(level)).collect()
+    }
+    /// Evaluates a mixed array of `(deltas + 1) * n` values to its `n` values at `coefs`.
+    pub fn apply(mixed: &[f32], coefs: &[f32]) -> Vec<f32> {
+        let n = mixed.len() / (coefs.len() + 1);
+        let mut out = mixed[..n].to_vec();
+        for (p, c) in coefs.iter().enumerate() {
+            let d = &mixed[(p + 1) * n..(p + 2) * n];
+            for (o, dv) in out.iter_mut().zip(d) {
+                *o += c * dv;
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Activation {
+    None,
+    Relu,
+    /// Per-channel negative slope (length = output channels; not level-dependent).
+    Prelu(Vec<f32>),
+}
+
+impl Activation {
+    #[inline]
+    pub fn apply(&self, v: f32, c: usize) -> f32 {
+        match self {
+            Activation::None => v,
+            Activation::Relu => v.max(0.0),
+            Activation::Prelu(s) => {
+                if v >= 0.0 {
+                    v
+                } else {
+                    v * s[c]
+                }
+            }
+        }
+    }
+}
+
+/// The epilogue fused into a conv or depthwise conv, applied per output value in this order:
+///
+/// ```text
+/// y = acc + bias[c]
+/// y = y * scale[c] + shift[c]            (if scale_shift)
+/// y = act(y)
+/// y = u[c] * y + sum_i v_i[c] * other_i  (if combine; 1 or 2 other tensors of the output's shape)
+/// ```
+/// `bias`, `scale`, `shift`, `u`, `v_i` are mixed arrays of `(deltas + 1) * C` values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Epilogue {
+    pub bias: Vec<f32>,
+    pub scale_shift: Option<(Vec<f32>, Vec<f32>)>,
+    pub act: Activation,
+    pub combine: Option<Combine>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Combine {
+    pub u: Vec<f32>,
+    /// One gain per other tensor (the node's `others`, in order), 1 or 2 of them.
+    pub v: Vec<Vec<f32>>,
+}
+
+/// A dense 2-D convolution with zero "same" padding `k / 2`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2d {
+    /// Input channels of the weight, including the virtual noise channel if any.
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub mix: Mix,
+    /// Mixed weights, `(deltas + 1) * cout * cin * k * k`, PyTorch `[Cout, Cin, k, k]` order.
+    pub weight: Vec<f32>,
+    pub epilogue: Epilogue,
+    /// FFDNet-style constant input channel, appended after the input tensor's channels:
+    /// `value(level)` inside the image, 0 in the padding.
+    pub noise_channel: Option<Affine>,
+    /// Unfused baseline: mix the weights in a separate pass into a buffer, then run a plain conv.
+    pub unfused_mix: bool,
+}
+
+impl Conv2d {
+    /// Channels read from the input tensor (excluding the virtual channel).
+    pub fn tensor_cin(&self) -> usize {
+        self.cin - self.noise_channel.is_some() as usize
+    }
+    pub fn weight_len(&self) -> usize {
+        self.cout * self.cin * self.k * self.k
+    }
+}
+
+/// A depthwise (per-channel) k x k convolution, stride 1, zero "same" padding (AdaFM's layer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Depthwise {
+    pub channels: usize,
+    pub k: usize,
+    pub mix: Mix,
+    /// Mixed weights, `(deltas + 1) * channels * k * k`.
+    pub weight: Vec<f32>,
+    pub epilogue: Epilogue,
+}
+
+/// `out = act(u[c] * a + v[c] * b)` (b optional); u, v mixed arrays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Eltwise {
+    pub channels: usize,
+    pub mix: Mix,
+    pub u: Vec<f32>,
+    pub v: Option<Vec<f32>>,
+    pub act: Activation,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Conv2d(Conv2d),
+    Depthwise(Depthwise),
+    Eltwise(Eltwise),
+    /// Pixel unshuffle by 2 (space to depth, PyTorch channel order).
+    Unshuffle,
+    /// Pixel shuffle by 2 (depth to space).
+    Shuffle,
+}
+
+pub type TensorId = usize;
+
+/// One op applied to `input` (and `others`: the combine tensors of a conv/depthwise epilogue,
+/// or the `b` of an eltwise) writing `output`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub input: TensorId,
+    pub others: Vec<TensorId>,
+    pub output: TensorId,
+}
+
+/// A straight-line program over tensors. Tensor 0 is the input image (`in_channels`, values
+/// already divided by the model's value scale); every other tensor is written by exactly one
+/// node, before it is read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub in_channels: usize,
+    pub num_tensors: usize,
+    pub nodes: Vec<Node>,
+    pub output: TensorId,
+}
+
+/// Shape of a CHW tensor (batch 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape {
+    pub fn new(c: usize, h: usize, w: usize) -> Self {
+        Shape { c, h, w }
+    }
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Output size of a conv with zero padding `k / 2` (PyTorch's formula).
+pub fn conv_out_dim(n: usize, k: usize, stride: usize) -> usize {
+    (n + 2 * (k / 2) - k) / stride + 1
+}
+
+impl Op {
+    /// The output shape for an input of shape `s`, or an error naming what does not fit.
+    pub fn out_shape(&self, s: Shape) -> Result<Shape> {
+        match self {
+            Op::Conv2d(c) => {
+                if s.c != c.tensor_cin() {
+                    return Err(Error::Shape(format!(
+                        "conv expects {} input channels, got {}",
+                        c.tensor_cin(),
+                        s.c
+                    )));
+                }
+                Ok(Shape::new(c.cout, conv_out_dim(s.h, c.k, c.stride), conv_out_dim(s.w, c.k, c.stride)))
+            }
+            Op::Depthwise(d) => {
+                if s.c != d.channels {
+                    return Err(Error::Shape(format!("depthwise expects {} channels, got {}", d.channels, s.c)));
+                }
+                Ok(s)
+            }
+            Op::Eltwise(e) => {
+                if s.c != e.channels {
+                    return Err(Error::Shape(format!("eltwise expects {} channels, got {}", e.channels, s.c)));
+                }
+                Ok(s)
+            }
+            Op::Unshuffle => {
+                if s.h % 2 != 0 || s.w % 2 != 0 {
+                    return Err(Error::Shape(format!("pixel unshuffle needs even sizes, got {}x{}", s.w, s.h)));
+                }
+                Ok(Shape::new(s.c * 4, s.h / 2, s.w / 2))
+            }
+            Op::Shuffle => {
+                if s.c % 4 != 0 {
+                    return Err(Error::Shape(format!("pixel shuffle needs channels divisible by 4, got {}", s.c)));
+                }
+                Ok(Shape::new(s.c / 4, s.h * 2, s.w * 2))
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// Shapes of every tensor for an input of `h x w`, checking that each node's others
+    /// match its output and that no tensor is read before it is written.
+    pub fn shapes(&self, h: usize, w: usize) -> Result<Vec<Shape>> {
+        let mut shapes: Vec<Option<Shape>> = vec![None; self.num_tensors];
+        shapes[0] = Some(Shape::new(self.in_channels, h, w));
+        for n in &self.nodes {
+            let get = |t: TensorId| -> Result<Shape> {
+                shapes
+                    .get(t)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| Error::Graph(format!("node '{}' reads tensor {t} before it is written", n.name)))
+            };
+            let s = get(n.input)?;
+            let out = n.op.out_shape(s).map_err(|e| e.in_node(&n.name))?;
+            for &o in &n.others {
+                let so = get(o)?;
+                let want = if matches!(n.op, Op::Eltwise(_)) { s } else { out };
+                if so != want {
+                    return Err(Error::Shape(format!(
+                        "node '{}': other tensor is {}x{}x{}, expected {}x{}x{}",
+                        n.name, so.c, so.h, so.w, want.c, want.h, want.w
+                    )));
+                }
+            }
+            if n.output >= self.num_tensors || shapes[n.output].is_some() {
+                return Err(Error::Graph(format!("node '{}' writes tensor {} twice or out of range", n.name, n.output)));
+            }
+            shapes[n.output] = Some(out);
+        }
+        shapes
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.ok_or_else(|| Error::Graph(format!("tensor {i} is never written"))))
+            .collect()
+    }
+
+    /// How many input pixels around an output pixel can influence it (in input pixels), so
+    /// that tiles processed with this halo stitch into exactly the untiled result.
+    pub fn receptive_radius(&self) -> usize {
+        // Track, per tensor, the radius in input pixels and the scale (input pixels per pixel).
+        let mut radius = vec![0usize; self.num_tensors];
+        let mut scale = vec![1usize; self.num_tensors];
+        for n in &self.nodes {
+            let mut r = radius[n.input];
+            let s = scale[n.input];
+            let (rr, ss) = match &n.op {
+                Op::Conv2d(c) => (r + (c.k / 2) * s, s * c.stride),
+                Op::Depthwise(d) => (r + (d.k / 2) * s, s),
+                Op::Eltwise(_) => (r, s),
+                Op::Unshuffle => (r + s, s * 2),
+                Op::Shuffle => (r, (s / 2).max(1)),
+            };
+            for &o in &n.others {
+                r = r.max(radius[o]);
+            }
+            radius[n.output] = rr.max(r);
+            scale[n.output] = ss;
+        }
+        radius[self.output]
+    }
+
+    /// The product of strides and unshuffles that input sizes must be a multiple of for the
+    /// output to have exactly the input's size.
+    pub fn size_multiple(&self) -> usize {
+        let mut scale = vec![1usize; self.num_tensors];
+        let mut most = 1;
+        for n in &self.nodes {
+            let s = scale[n.input];
+            scale[n.output] = match &n.op {
+                Op::Conv2d(c) => s * c.stride,
+                Op::Unshuffle => s * 2,
+                Op::Shuffle => (s / 2).max(1),
+                _ => s,
+            };
+            most = most.max(scale[n.output]);
+        }
+        most
+    }
+}
