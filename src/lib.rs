@@ -1,8 +1,28 @@
 //! `tunable`: continuously tunable image restoration on the GPU (wgpu + WGSL) and the CPU.
+//!
+//! ```no_run
+//! let engine = tunable::Engine::new()?;
+//! let model = engine.load("weights/denoise-color.safetensors")?;
+//! let noisy = tunable::Image::open("in.png")?;
+//! let out = model.run(&noisy, tunable::Level::sigma(25.0))?;
+//! out.save("out.png")?;
+//! # Ok::<(), tunable::Error>(())
+//! ```
 pub mod cpu;
-pub mod gpu;
+pub mod engine;
 pub mod error;
+pub mod gpu;
+pub mod image;
+pub mod level;
+pub mod model;
 pub mod plan;
 pub mod tensor;
 
+pub use engine::{BackendChoice, Engine, EngineOptions, Model};
 pub use error::{Error, Result};
+pub use image::Image;
+pub use level::Level;
+pub use model::Lowering;
+pub mod estimate;
+pub mod metrics;
+pub mod noise;

@@ -1,1 +1,10 @@
-fn main(){}
+//! The `tunable` command-line tool.
+
+mod cli;
+
+fn main() {
+    if let Err(e) = cli::main() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -202,7 +202,7 @@ pub struct Plan {
 }
 
 /// Shape of a CHW tensor (batch 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
     pub c: usize,
     pub h: usize,

@@ -1,0 +1,323 @@
+//! The public entry points: `Engine` (a backend) and `Model` (a loaded network bound to it).
+//!
+//! Backend policy (DESIGN.md §3): a real GPU adapter if there is one; otherwise the fast CPU
+//! executor, said in one line on stderr. `TUNABLE_BACKEND` forces a GPU backend (a software
+//! adapter too), `TUNABLE_CPU=1` forces the CPU.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::cpu::fast::FastPlan;
+use crate::cpu::reference::{self, FtnParams};
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, GpuOptions, GpuPlan};
+use crate::image::Image;
+use crate::level::Level;
+use crate::model::{LevelAxis, Lowering, ModelFile, Spec};
+use crate::plan::{LevelVec, Plan, Shape};
+use crate::tensor::Tensor;
+
+/// Which executor runs the models of an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The policy above.
+    Auto,
+    /// A GPU adapter (software ones included); an error if there is none.
+    Gpu,
+    /// The fast CPU executor.
+    Cpu,
+    /// The plain reference kernels (slow; the oracle).
+    Reference,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub backend: BackendChoice,
+    pub gpu: GpuOptions,
+    /// Largest tile side (in pixels, before the halo) processed at once; bounds memory.
+    pub max_tile: usize,
+    /// Print the backend note on stderr when the policy falls back to the CPU.
+    pub quiet: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { backend: BackendChoice::Auto, gpu: GpuOptions::default(), max_tile: 1024, quiet: false }
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Gpu(Arc<GpuContext>),
+    Cpu,
+    Reference,
+}
+
+/// Runs models on one backend. Cheap to share: `Send + Sync`, models keep an `Arc` of it.
+#[derive(Clone)]
+pub struct Engine {
+    backend: Backend,
+    max_tile: usize,
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).map(|v| !v.is_empty() && v != "0").unwrap_or(false)
+}
+
+impl Engine {
+    /// An engine chosen by the backend policy and the environment.
+    pub fn new() -> Result<Engine> {
+        Engine::with_options(EngineOptions::default())
+    }
+
+    pub fn cpu() -> Engine {
+        Engine { backend: Backend::Cpu, max_tile: 1024 }
+    }
+
+    pub fn reference() -> Engine {
+        Engine { backend: Backend::Reference, max_tile: 1024 }
+    }
+
+    /// A GPU engine or an error (no fallback).
+    pub fn gpu() -> Result<Engine> {
+        Engine::with_options(EngineOptions { backend: BackendChoice::Gpu, ..Default::default() })
+    }
+
+    /// `opts.gpu` is completed from `TUNABLE_BACKEND` / `TUNABLE_ADAPTER` where it leaves a field unset.
+    pub fn with_options(mut opts: EngineOptions) -> Result<Engine> {
+        let env = GpuOptions::from_env()?;
+        opts.gpu.backend = opts.gpu.backend.or(env.backend);
+        opts.gpu.adapter = opts.gpu.adapter.or(env.adapter);
+        let gpu = |o: &GpuOptions| GpuContext::with_options(o).map(Backend::Gpu);
+        let backend = match opts.backend {
+            BackendChoice::Gpu => gpu(&opts.gpu)?,
+            BackendChoice::Cpu => Backend::Cpu,
+            BackendChoice::Reference => Backend::Reference,
+            BackendChoice::Auto if env_flag("TUNABLE_CPU") => Backend::Cpu,
+            BackendChoice::Auto if std::env::var("TUNABLE_BACKEND").is_ok() => gpu(&opts.gpu)?,
+            BackendChoice::Auto => match GpuContext::with_options(&opts.gpu) {
+                Ok(ctx) if !ctx.software_only() => Backend::Gpu(ctx),
+                Ok(ctx) => {
+                    if !opts.quiet {
+                        eprintln!(
+                            "tunable: the only GPU adapter is a software one ({}); running on the fast CPU executor (TUNABLE_BACKEND=vulkan forces the adapter)",
+                            ctx.info().name
+                        );
+                    }
+                    Backend::Cpu
+                }
+                Err(e) => {
+                    if !opts.quiet {
+                        eprintln!("tunable: no GPU adapter ({e}); running on the fast CPU executor");
+                    }
+                    Backend::Cpu
+                }
+            },
+        };
+        Ok(Engine { backend, max_tile: opts.max_tile.max(16) })
+    }
+
+    /// A one-line description of the backend: the adapter and its API, or the CPU executor.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Gpu(ctx) => {
+                let i = ctx.info();
+                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+            }
+            Backend::Cpu => format!("fast CPU executor ({} threads)", rayon::current_num_threads()),
+            Backend::Reference => "CPU reference kernels".into(),
+        }
+    }
+
+    pub fn gpu_context(&self) -> Option<&Arc<GpuContext>> {
+        match &self.backend {
+            Backend::Gpu(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Loads a model file, fused (the fast form).
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<Model> {
+        self.load_with(path, Lowering::Fused)
+    }
+
+    pub fn load_with(&self, path: impl AsRef<Path>, lowering: Lowering) -> Result<Model> {
+        self.bind(ModelFile::open(path)?, lowering)
+    }
+
+    pub fn load_bytes(&self, bytes: &[u8], lowering: Lowering) -> Result<Model> {
+        self.bind(ModelFile::from_bytes(bytes)?, lowering)
+    }
+
+    fn bind(&self, file: ModelFile, lowering: Lowering) -> Result<Model> {
+        let plan = match &self.backend {
+            Backend::Gpu(ctx) => {
+                let ctx = ctx.clone();
+                let ftn = move |w: &[f32], cout: usize, cin: usize, k: usize, p: &FtnParams| {
+                    crate::gpu::ftn_transform(&ctx, w, cout, cin, k, p)
+                };
+                file.plan(lowering, &ftn)?
+            }
+            _ => {
+                let ftn = |w: &[f32], cout: usize, cin: usize, k: usize, p: &FtnParams| {
+                    Ok(reference::ftn_transform(w, cout, cin, k, p))
+                };
+                file.plan(lowering, &ftn)?
+            }
+        };
+        if file.spec.out_channels != file.spec.in_channels {
+            return Err(Error::Format(format!(
+                "the model maps {} channels to {}; only image-to-image models of equal channels are supported",
+                file.spec.in_channels, file.spec.out_channels
+            )));
+        }
+        let exec = match &self.backend {
+            Backend::Gpu(ctx) => Exec::Gpu(GpuPlan::new(ctx.clone(), &plan)?),
+            Backend::Cpu => Exec::Fast(FastPlan::new(&plan)?),
+            Backend::Reference => Exec::Reference,
+        };
+        Ok(Model { spec: file.spec, plan, exec, lowering, max_tile: self.max_tile })
+    }
+}
+
+enum Exec {
+    Gpu(GpuPlan),
+    Fast(FastPlan),
+    Reference,
+}
+
+/// A loaded model bound to its engine's backend. `Send + Sync`: run it from several threads.
+pub struct Model {
+    spec: Spec,
+    plan: Plan,
+    exec: Exec,
+    lowering: Lowering,
+    max_tile: usize,
+}
+
+/// Called after each tile with (tiles done, tiles in all).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+impl Model {
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    pub fn axes(&self) -> &[LevelAxis] {
+        &self.spec.levels
+    }
+    pub fn lowering(&self) -> Lowering {
+        self.lowering
+    }
+
+    /// Resolves a level against this model's axes and calibration.
+    pub fn level_vec(&self, level: &Level) -> Result<LevelVec> {
+        level.resolve(&self.spec.levels)
+    }
+
+    /// Restores an image at a level.
+    pub fn run(&self, image: &Image, level: Level) -> Result<Image> {
+        self.run_with_progress(image, level, &|_, _| {})
+    }
+
+    pub fn run_with_progress(&self, image: &Image, level: Level, progress: Progress) -> Result<Image> {
+        if image.channels() != self.spec.in_channels {
+            return Err(Error::Image(format!(
+                "the image has {} color channel(s), the model '{}' takes {}",
+                image.channels(),
+                self.spec.name,
+                self.spec.in_channels
+            )));
+        }
+        let lv = self.level_vec(&level)?;
+        let scale = self.spec.value_scale;
+        let out = self.run_tensor(&image.to_tensor(scale), &lv, progress)?;
+        image.with_planes(out.data.into_iter().map(|v| v * scale).collect())
+    }
+
+    /// Runs the network on one tensor of any size: pads to the size the network needs
+    /// (replicating edges), tiles with a halo of the receptive field, crops back.
+    pub fn run_tensor(&self, input: &Tensor, level: &LevelVec, progress: Progress) -> Result<Tensor> {
+        let Shape { c, h, w } = input.shape;
+        if h == 0 || w == 0 {
+            return Err(Error::Image(format!("image of size {w}x{h} is empty")));
+        }
+        let m = self.plan.size_multiple();
+        let padded = pad_replicate(input, h.div_ceil(m) * m, w.div_ceil(m) * m);
+        let out = self.run_tiled(&padded, level, progress)?;
+        Ok(crop(&out, 0, 0, h, w, c))
+    }
+
+    fn run_tiled(&self, input: &Tensor, level: &LevelVec, progress: Progress) -> Result<Tensor> {
+        let Shape { c, h, w } = input.shape;
+        let m = self.plan.size_multiple();
+        let tile = (self.max_tile / m).max(1) * m;
+        if h <= tile && w <= tile {
+            let out = self.run_plan(input, level)?;
+            progress(1, 1);
+            return Ok(out);
+        }
+        // Halo: the receptive radius rounded up so tile origins stay aligned to `m`.
+        let halo = self.plan.receptive_radius().div_ceil(m) * m;
+        let (ty, tx) = (h.div_ceil(tile), w.div_ceil(tile));
+        let mut out = Tensor::zeros(Shape::new(c, h, w));
+        for (i, (by, bx)) in (0..ty).flat_map(|y| (0..tx).map(move |x| (y, x))).enumerate() {
+            let (y0, x0) = (by * tile, bx * tile);
+            let (y1, x1) = ((y0 + tile).min(h), (x0 + tile).min(w));
+            let (sy, sx) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
+            let (ey, ex) = ((y1 + halo).min(h), (x1 + halo).min(w));
+            let piece = crop(input, sy, sx, ey - sy, ex - sx, c);
+            let res = self.run_plan(&piece, level)?;
+            for ch in 0..c {
+                for y in y0..y1 {
+                    let src = (ch * (ey - sy) + (y - sy)) * (ex - sx) + (x0 - sx);
+                    let dst = (ch * h + y) * w + x0;
+                    out.data[dst..dst + (x1 - x0)].copy_from_slice(&res.data[src..src + (x1 - x0)]);
+                }
+            }
+            progress(i + 1, ty * tx);
+        }
+        Ok(out)
+    }
+
+    /// Runs the plan once on a tensor whose size the network accepts as is.
+    pub fn run_plan(&self, input: &Tensor, level: &LevelVec) -> Result<Tensor> {
+        self.plan.shapes(input.shape.h, input.shape.w)?;
+        match &self.exec {
+            Exec::Gpu(g) => g.run(input, level),
+            Exec::Fast(f) => f.run(input, level),
+            Exec::Reference => Ok(reference::run_plan(&self.plan, level, input)),
+        }
+    }
+}
+
+/// Pads a CHW tensor at the bottom and right to `h x w` by repeating the last row and column.
+pub fn pad_replicate(t: &Tensor, h: usize, w: usize) -> Tensor {
+    let Shape { c, h: th, w: tw } = t.shape;
+    if h == th && w == tw {
+        return t.clone();
+    }
+    let mut out = Tensor::zeros(Shape::new(c, h, w));
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                out.data[(ch * h + y) * w + x] = t.at(ch, y.min(th - 1), x.min(tw - 1));
+            }
+        }
+    }
+    out
+}
+
+/// The `h x w` window at `(y, x)` of the first `c` channels.
+pub fn crop(t: &Tensor, y: usize, x: usize, h: usize, w: usize, c: usize) -> Tensor {
+    let mut out = Tensor::zeros(Shape::new(c, h, w));
+    for ch in 0..c {
+        for row in 0..h {
+            let src = (ch * t.shape.h + y + row) * t.shape.w + x;
+            out.data[(ch * h + row) * w..(ch * h + row + 1) * w].copy_from_slice(&t.data[src..src + w]);
+        }
+    }
+    out
+}

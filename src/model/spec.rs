@@ -1,0 +1,209 @@
+//! The JSON spec stored in a model file's `__metadata__["tunable"]` (docs/FORMAT.md), and the
+//! checks that need only the spec itself (the tensors are checked in `load`).
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::plan::MAX_AXES;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub format_version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub task: String,
+    #[serde(default)]
+    pub family: String,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    #[serde(default = "default_value_scale")]
+    pub value_scale: f32,
+    pub levels: Vec<LevelAxis>,
+    pub nodes: Vec<NodeSpec>,
+    pub output: String,
+}
+
+fn default_value_scale() -> f32 {
+    255.0
+}
+
+/// One knob of the model.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LevelAxis {
+    pub name: String,
+    pub min: f32,
+    pub max: f32,
+    /// Whether values outside `[min, max]` are allowed (CFSNet-style families extrapolate).
+    #[serde(default)]
+    pub extrapolate: bool,
+    /// The user's unit that `calibration` maps from (e.g. "sigma").
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Sorted `[unit value, axis value]` pairs, interpolated piecewise-linearly.
+    #[serde(default)]
+    pub calibration: Option<Vec<[f32; 2]>>,
+}
+
+impl LevelAxis {
+    /// Maps a value in the user's unit to the axis value through the calibration table.
+    pub fn calibrate(&self, unit_value: f32) -> Result<f32> {
+        let table = self.calibration.as_ref().ok_or_else(|| {
+            Error::Level(format!("axis '{}' has no calibration table; give the level directly", self.name))
+        })?;
+        if !unit_value.is_finite() {
+            return Err(Error::Level(format!("{unit_value} is not a finite number")));
+        }
+        Ok(interpolate(table, unit_value))
+    }
+}
+
+/// Piecewise-linear interpolation over sorted `[x, y]` pairs, clamped at the ends.
+pub fn interpolate(table: &[[f32; 2]], x: f32) -> f32 {
+    let first = table[0];
+    let last = table[table.len() - 1];
+    if x <= first[0] {
+        return first[1];
+    }
+    if x >= last[0] {
+        return last[1];
+    }
+    for pair in table.windows(2) {
+        let ([x0, y0], [x1, y1]) = (pair[0], pair[1]);
+        if x <= x1 {
+            let t = if x1 > x0 { (x - x0) / (x1 - x0) } else { 1.0 };
+            return y0 + t * (y1 - y0);
+        }
+    }
+    last[1]
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    pub op: String,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub weight: Option<String>,
+    #[serde(default)]
+    pub bias: Option<String>,
+    #[serde(default)]
+    pub stride: Option<usize>,
+    #[serde(default)]
+    pub act: Option<String>,
+    #[serde(default)]
+    pub prelu: Option<String>,
+    #[serde(default, rename = "mod")]
+    pub modulation: Option<ModSpec>,
+    #[serde(default)]
+    pub noise_channel: Option<NoiseChannelSpec>,
+    #[serde(default)]
+    pub axis: Option<usize>,
+    #[serde(default)]
+    pub gain: Option<GainSpec>,
+    #[serde(default)]
+    pub coupling: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ModSpec {
+    Dni {
+        weight_end: String,
+        #[serde(default)]
+        bias_end: Option<String>,
+        #[serde(default)]
+        axis: usize,
+    },
+    Ftn {
+        #[serde(default)]
+        axis: usize,
+        groups: usize,
+        w1: String,
+        b1: String,
+        prelu: String,
+        w2: String,
+        b2: String,
+    },
+    Basis {
+        deltas: Vec<String>,
+        #[serde(default)]
+        bias_deltas: Vec<Option<String>>,
+        /// `[offset, g0, g1, g2, g3]` per delta (missing gains are 0).
+        coef: Vec<Vec<f32>>,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseChannelSpec {
+    #[serde(default)]
+    pub axis: usize,
+    pub scale: f32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum GainSpec {
+    Constant(f32),
+    Axis { axis: usize },
+}
+
+impl Spec {
+    /// Parses the JSON and checks what can be checked without tensors.
+    pub fn parse(json: &str) -> Result<Spec> {
+        // Read the version first so that a future file gets a version error, not a field error.
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| Error::Format(format!("the spec is not valid JSON: {e}")))?;
+        match v.get("format_version").and_then(|v| v.as_u64()) {
+            Some(n) if n == FORMAT_VERSION as u64 => {}
+            Some(n) => {
+                return Err(Error::Format(format!(
+                    "format version {n} is not supported (this build reads version {FORMAT_VERSION})"
+                )))
+            }
+            None => return Err(Error::Format("the spec has no numeric format_version".into())),
+        }
+        let spec: Spec = serde_json::from_value(v).map_err(|e| Error::Format(format!("spec: {e}")))?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.in_channels == 0 || self.out_channels == 0 {
+            return Err(Error::Format("in_channels and out_channels must be positive".into()));
+        }
+        if !(self.value_scale.is_finite() && self.value_scale > 0.0) {
+            return Err(Error::Format(format!("value_scale must be positive, got {}", self.value_scale)));
+        }
+        if self.levels.len() > MAX_AXES {
+            return Err(Error::Format(format!("{} level axes; at most {MAX_AXES} are supported", self.levels.len())));
+        }
+        for a in &self.levels {
+            if !(a.min.is_finite() && a.max.is_finite() && a.min <= a.max) {
+                return Err(Error::Format(format!("level axis '{}': bad range [{}, {}]", a.name, a.min, a.max)));
+            }
+            if let Some(t) = &a.calibration {
+                let sorted = t.windows(2).all(|p| p[0][0] < p[1][0]);
+                if t.is_empty() || !sorted || t.iter().flatten().any(|v| !v.is_finite()) {
+                    return Err(Error::Format(format!(
+                        "level axis '{}': calibration must be non-empty, finite, sorted by its first column",
+                        a.name
+                    )));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.nodes {
+            if n.name == "input" || !seen.insert(n.name.as_str()) {
+                return Err(Error::Graph(format!("node name '{}' is reserved or used twice", n.name)));
+            }
+        }
+        Ok(())
+    }
+}
