@@ -67,6 +67,8 @@ class Backbone(nn.Module):
         for blk in self.body:  # gentle init of residual branches for stable from-scratch training
             blk.conv2.weight.data.mul_(0.1)
             blk.conv2.bias.data.zero_()
+        self.tail.weight.data.mul_(0.1)  # start close to the identity (residual ~ 0)
+        self.tail.bias.data.zero_()
 
     def arch(self):
         return {"channels": self.channels, "blocks": self.nblocks, "in_ch": self.in_ch}
@@ -425,6 +427,7 @@ class BasisDnCNN(nn.Module):
     def __init__(self, in_ch=3, channels=16, depth=5, axes=2, k=3):
         super().__init__()
         self.axes = axes
+        self.in_ch = in_ch
         chans = [in_ch] + [channels] * (depth - 1) + [in_ch]
         self.w0 = nn.ParameterList()
         self.b0 = nn.ParameterList()

@@ -1,0 +1,259 @@
+"""Color Gaussian denoising training, FTN-paper protocol (CBSD432, start sigma 20, end sigma 80).
+
+    # base (start level) and dedicated from-scratch models
+    python tools/train.py --name base --family base --sigma 20 --seconds 200
+    python tools/train.py --name s40  --family base --sigma 40 --seconds 200
+    # families from the base, at the end level (alpha = 1)
+    python tools/train.py --name ftn --family ftn --sigma 80 --base runs/base/model.pt --seconds 175
+
+Data: ids from <data>/CBSD432_list.txt (lines like "BSDS500/train/100075.jpg"), sorted; the LAST 32 are
+the validation split (calibration), the other 400 train. Random crops (--patch), random flips and
+transposes (the 8 dihedral transforms, per sample), noise N(0, (sigma/255)^2) added on the fly (the
+noisy input is not clipped). Loss: L2 (MSE, what PSNR measures) by default, --loss l1 optional. Adam,
+lr --lr with a 2 % linear warm-up then cosine to --lr-min over the run; the run length is --steps or
+--seconds of training time (then the schedule follows the elapsed fraction).
+
+Writes runs/<name>/config.json, log.csv (step, elapsed_s, lr, loss, psnr_train), ckpt.pt (with
+optimizer state, every --ckpt-every seconds and at the end; resumed from if present) and, at the
+end, model.pt (weights only: the full backbone for --family base, only the trained family
+parameters otherwise; nets.load_model(model.pt, base) rebuilds the model).
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+T_PROCESS = time.time()
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import nets  # noqa: E402
+
+NVAL = 32
+
+
+# ----------------------------------------------------------------------------------- data
+
+def split_ids(data):
+    """(train paths, val paths) from <data>/CBSD432_list.txt: sorted, last 32 = validation."""
+    with open(os.path.join(data, "CBSD432_list.txt")) as f:
+        rel = sorted({ln.strip() for ln in f if ln.strip()}, key=lambda p: os.path.basename(p))
+    paths = [os.path.join(data, r) for r in rel]
+    return paths[:-NVAL], paths[-NVAL:]
+
+
+def load_rgb(path):
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)
+
+
+def load_train_tensor(paths, device):
+    """All images as one uint8 tensor [N, 3, H, W] (portrait images transposed to landscape, all cropped
+    to the smallest size: 321x481 for BSDS500)."""
+    imgs = []
+    for p in paths:
+        a = load_rgb(p)
+        if a.shape[0] > a.shape[1]:
+            a = a.transpose(1, 0, 2)
+        imgs.append(a)
+    h = min(a.shape[0] for a in imgs)
+    w = min(a.shape[1] for a in imgs)
+    arr = np.stack([a[:h, :w] for a in imgs]).transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(arr)).to(device)
+
+
+def random_batch(data, batch, patch, gen):
+    """Random crops with per-sample dihedral augmentation, as float [0,1] on data's device."""
+    n, c, h, w = data.shape
+    dev = data.device
+    idx = torch.randint(0, n, (batch,), device=dev, generator=gen)
+    y0 = torch.randint(0, h - patch + 1, (batch,), device=dev, generator=gen)
+    x0 = torch.randint(0, w - patch + 1, (batch,), device=dev, generator=gen)
+    ar = torch.arange(patch, device=dev)
+    ys = (y0[:, None] + ar)[:, :, None]                       # B,P,1
+    xs = (x0[:, None] + ar)[:, None, :]                       # B,1,P
+    crop = data.permute(0, 2, 3, 1)[idx[:, None, None], ys, xs]  # B,P,P,C
+    x = crop.permute(0, 3, 1, 2).float().div_(255.0)
+    flips = torch.randint(0, 2, (3, batch, 1, 1, 1), device=dev, generator=gen).bool()
+    x = torch.where(flips[0], x.flip(3), x)
+    x = torch.where(flips[1], x.flip(2), x)
+    x = torch.where(flips[2], x.transpose(2, 3), x)
+    return x.contiguous()
+
+
+# ----------------------------------------------------------------------------------- training
+
+def build(cfg, device):
+    arch = dict(channels=cfg["channels"], blocks=cfg["blocks"], in_ch=3)
+    if cfg["family"] == "base":
+        return nets.Backbone(**arch).to(device)
+    base, bcfg = nets.load_model(cfg["base"], map_location="cpu")
+    for k in ("channels", "blocks"):
+        if bcfg[k] != cfg[k]:
+            raise SystemExit(f"--{k} {cfg[k]} does not match the base ({bcfg[k]})")
+    return nets.make_family(cfg["family"], base, adafm_k=cfg["adafm_k"], ftn_groups=cfg["ftn_groups"]).to(device)
+
+
+def model_state(model, cfg):
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()} if cfg["family"] == "base" else model.trainable_state()
+
+
+def lr_at(frac, cfg):
+    warm = 0.02
+    if frac < warm:
+        return cfg["lr"] * max(frac / warm, 0.01)
+    f = min((frac - warm) / (1 - warm), 1.0)
+    return cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * f))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--family", required=True, choices=["base", "dni", "adafm", "ftn", "cfsnet"])
+    ap.add_argument("--sigma", type=float, required=True, help="noise level on the 0..255 scale")
+    ap.add_argument("--base", help="base model.pt/ckpt.pt (families only)")
+    ap.add_argument("--channels", type=int, default=48)
+    ap.add_argument("--blocks", type=int, default=8)
+    ap.add_argument("--adafm-k", type=int, default=3, choices=[1, 3])
+    ap.add_argument("--ftn-groups", type=int, default=None, help="default gcd(Cin, 16)")
+    ap.add_argument("--ftn-reg", type=float, default=0.0, help="weight of FTN smoothness regulariser (optional)")
+    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=0, help="training-time budget (excludes start-up)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-min", type=float, default=1e-5)
+    ap.add_argument("--loss", choices=["l2", "l1"], default="l2")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--ckpt-every", type=float, default=60.0, help="seconds")
+    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "datasets"))
+    ap.add_argument("--runs", default=os.path.join(ROOT, "runs"))
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--channels-last", action="store_true")
+    a = ap.parse_args()
+    if (a.steps > 0) == (a.seconds > 0):
+        raise SystemExit("give exactly one of --steps / --seconds")
+    if a.family != "base" and not a.base:
+        raise SystemExit("--base is required for a family")
+    if a.patch % 2:
+        raise SystemExit("--patch must be even")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    cfg = {k: getattr(a, k) for k in ("name", "family", "sigma", "base", "channels", "blocks", "adafm_k", "ftn_groups",
+                                      "ftn_reg", "steps", "seconds", "batch", "patch", "lr", "lr_min", "loss", "seed")}
+    cfg["in_ch"] = 3
+    rdir = os.path.join(a.runs, a.name)
+    os.makedirs(rdir, exist_ok=True)
+    ck_path = os.path.join(rdir, "ckpt.pt")
+
+    torch.manual_seed(a.seed)
+    model = build(cfg, dev)
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=a.lr)
+    step, elapsed = 0, 0.0
+    if os.path.exists(ck_path):
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        old = {k: v for k, v in ck["config"].items() if k not in ("steps", "seconds", "base")}
+        new = {k: v for k, v in cfg.items() if k not in ("steps", "seconds", "base")}
+        if old != new:
+            raise SystemExit(f"{ck_path} was written with another config: {old} vs {new}; delete it or use another --name")
+        if a.family == "base":
+            model.load_state_dict(ck["state"])
+        else:
+            model.load_trainable_state(ck["state"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        print(f"[{a.name}] resumed from {ck_path} at step {step}, {elapsed:.0f} s trained", flush=True)
+    with open(os.path.join(rdir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+
+    train_paths, _ = split_ids(a.data)
+    t0 = time.time()
+    data = load_train_tensor(train_paths, dev)
+    print(f"[{a.name}] {a.family} sigma {a.sigma:g} on {dev}: {data.shape[0]} images {tuple(data.shape[2:])} loaded in "
+          f"{time.time() - t0:.1f} s; {sum(p.numel() for p in params)} trainable params; startup "
+          f"{time.time() - T_PROCESS:.1f} s", flush=True)
+    gen = torch.Generator(device=dev).manual_seed(a.seed * 1000003 + step)
+    sig = a.sigma / 255.0
+    alpha = 1.0  # families train at the end level
+
+    def save(final):
+        st = model_state(model, cfg)
+        tmp = ck_path + ".tmp"
+        torch.save({"config": cfg, "state": st, "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, tmp)
+        os.replace(tmp, ck_path)
+        if final:
+            torch.save({"config": cfg, "state": st, "step": step, "elapsed": elapsed}, os.path.join(rdir, "model.pt"))
+
+    log_path = os.path.join(rdir, "log.csv")
+    new_log = not os.path.exists(log_path)
+    logf = open(log_path, "a", newline="")
+    log = csv.writer(logf)
+    if new_log:
+        log.writerow(["step", "elapsed_s", "lr", "loss", "psnr_train"])
+    model.train()
+    acc, nacc = 0.0, 0
+    seg_start = time.time()
+    base_elapsed = elapsed
+    last_ck = time.time()
+
+    def frac():
+        return step / a.steps if a.steps else elapsed / a.seconds
+
+    while frac() < 1.0:
+        lr = lr_at(frac(), cfg)
+        for gp in opt.param_groups:
+            gp["lr"] = lr
+        clean = random_batch(data, a.batch, a.patch, gen)
+        noisy = clean + sig * torch.randn(clean.shape, device=dev, generator=gen)
+        if a.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        out = model(noisy) if a.family == "base" else model(noisy, alpha)
+        mse = F.mse_loss(out, clean)
+        loss = mse if a.loss == "l2" else F.l1_loss(out, clean)
+        if a.family == "ftn" and a.ftn_reg > 0:
+            loss = loss + a.ftn_reg * model.smoothness()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        acc += mse.detach()
+        nacc += 1
+        if step % a.log_every == 0 or step == 1:
+            m = (acc / nacc).item()
+            elapsed = base_elapsed + time.time() - seg_start
+            log.writerow([step, f"{elapsed:.1f}", f"{lr:.3g}", f"{m:.6g}", f"{-10 * math.log10(max(m, 1e-12)):.3f}"])
+            logf.flush()
+            print(f"[{a.name}] step {step} {elapsed:.0f}s lr {lr:.2e} mse {m:.3e} psnr {-10 * math.log10(max(m, 1e-12)):.2f}",
+                  flush=True)
+            acc, nacc = 0.0, 0
+        if a.seconds or step % 10 == 0:
+            elapsed = base_elapsed + time.time() - seg_start
+        if time.time() - last_ck > a.ckpt_every:
+            save(False)
+            last_ck = time.time()
+    elapsed = base_elapsed + time.time() - seg_start
+    save(True)
+    logf.close()
+    print(f"[{a.name}] done: {step} steps, {elapsed:.0f} s trained, wall {time.time() - T_PROCESS:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
