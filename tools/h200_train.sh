@@ -29,19 +29,23 @@ TRAIN_ARGS=${TRAIN_ARGS:-}  # extra train.py args for every run
 CALIB_ARGS=${CALIB_ARGS:-}  # extra calibrate.py args (e.g. --nval 4 --crop 64 for a quick test)
 EXPORT=${EXPORT:-1}
 
-mkdir -p "$OUT/logs" "$RUNS"
+# The device tool returns at most 8 files from $OUT: everything goes into three tarballs.
+LOGS="$RUNS/_logs"; WEIGHTS="$RUNS/_weights"
+mkdir -p "$OUT" "$RUNS" "$LOGS" "$WEIGHTS"
 T0=$(date +%s)
 say() { echo "[h200 +$(( $(date +%s) - T0 ))s] $*"; }
 
 finish() {
   rc=$?
   say "packing (exit status so far: $rc)"
-  for d in "$RUNS"/*/; do n=$(basename "$d"); [ -f "$d/log.csv" ] && cp -f "$d/log.csv" "$OUT/logs/$n.csv"; done 2>/dev/null || true
+  for d in "$RUNS"/*/; do n=$(basename "$d"); [ -f "$d/log.csv" ] && cp -f "$d/log.csv" "$LOGS/$n.csv"; done 2>/dev/null || true
   # runs/ without the optimizer-state checkpoints (ckpt.pt); keep ckpt.pt only where no model.pt exists
   excl=()
   for d in "$RUNS"/*/; do [ -f "$d/model.pt" ] && excl+=(--exclude="$d/ckpt.pt" --exclude="${d%/}/ckpt.pt"); done
-  tar czf "$OUT/runs.tgz" "${excl[@]}" --exclude='*.tmp' "$RUNS" 2>/dev/null || say "tar failed"
-  ls -la "$OUT" "$OUT/logs" || true
+  tar czf "$OUT/runs.tgz" "${excl[@]}" --exclude='*.tmp' --exclude="$WEIGHTS" --exclude="$LOGS" "$RUNS" 2>/dev/null || say "tar failed"
+  tar czf "$OUT/weights.tgz" "$WEIGHTS" 2>/dev/null || say "tar weights failed"
+  tar czf "$OUT/logs.tgz" "$LOGS" 2>/dev/null || say "tar logs failed"
+  ls -la "$OUT" "$LOGS" "$WEIGHTS" || true
   du -sh "$OUT/runs.tgz" 2>/dev/null || true
   say "done, status $rc"
 }
@@ -64,13 +68,13 @@ run_parallel() {
   for spec in "$@"; do
     local name=${spec%%:*} args=${spec#*:}
     # shellcheck disable=SC2086
-    $PY tools/train.py --name "$name" "${common[@]}" $args $TRAIN_ARGS > "$OUT/logs/$name.log" 2>&1 &
+    $PY tools/train.py --name "$name" "${common[@]}" $args $TRAIN_ARGS > "$LOGS/$name.log" 2>&1 &
     pids+=($!); names+=("$name")
     say "started $name (pid $!): $args"
   done
   for i in "${!pids[@]}"; do
-    if wait "${pids[$i]}"; then say "ok     ${names[$i]}: $(tail -n 1 "$OUT/logs/${names[$i]}.log")"
-    else say "FAILED ${names[$i]} (status $?); last lines:"; tail -n 20 "$OUT/logs/${names[$i]}.log"; fail=1; fi
+    if wait "${pids[$i]}"; then say "ok     ${names[$i]}: $(tail -n 1 "$LOGS/${names[$i]}.log")"
+    else say "FAILED ${names[$i]} (status $?); last lines:"; tail -n 20 "$LOGS/${names[$i]}.log"; fail=1; fi
   done
   return $fail
 }
@@ -97,23 +101,23 @@ for f in dni adafm ftn cfsnet; do
   [ -f "$RUNS/$f/model.pt" ] || { say "skip calibration of $f (no model)"; continue; }
   # shellcheck disable=SC2086
   $PY tools/calibrate.py --ckpt "$RUNS/$f/model.pt" --base "$B" --data "$DATA" -o "$RUNS/calib/$f.json" \
-      --dedicated "${ded[@]}" $CALIB_ARGS > "$OUT/logs/calib_$f.log" 2>&1 &
+      --dedicated "${ded[@]}" $CALIB_ARGS > "$LOGS/calib_$f.log" 2>&1 &
   pids+=($!); fams+=("$f")
 done
 p3=0
 for i in "${!pids[@]}"; do
-  if wait "${pids[$i]}"; then say "ok calib ${fams[$i]}"; grep -E "gap|wrote" "$OUT/logs/calib_${fams[$i]}.log" || true
-  else say "FAILED calib ${fams[$i]}"; tail -n 20 "$OUT/logs/calib_${fams[$i]}.log"; p3=1; fi
+  if wait "${pids[$i]}"; then say "ok calib ${fams[$i]}"; grep -E "gap|wrote" "$LOGS/calib_${fams[$i]}.log" || true
+  else say "FAILED calib ${fams[$i]}"; tail -n 20 "$LOGS/calib_${fams[$i]}.log"; p3=1; fi
 done
 
 if [ "$EXPORT" = 1 ]; then
   say "phase 4: export"
-  mkdir -p "$OUT/weights"
+  mkdir -p "$WEIGHTS"
   for f in dni adafm ftn cfsnet; do
     [ -f "$RUNS/$f/model.pt" ] || continue
     c=(); [ -f "$RUNS/calib/$f.json" ] && c=(--calib "$RUNS/calib/$f.json")
     $PY tools/export.py --ckpt "$RUNS/$f/model.pt" --base "$B" "${c[@]}" --check \
-        -o "$OUT/weights/denoise-$f-color.safetensors" 2>&1 | tee -a "$OUT/logs/export.log" || { say "FAILED export $f"; p3=1; }
+        -o "$WEIGHTS/denoise-$f-color.safetensors" 2>&1 | tee -a "$LOGS/export.log" || { say "FAILED export $f"; p3=1; }
   done
 fi
 say "phases: phase2 failed=$p2 calib/export failed=$p3"
