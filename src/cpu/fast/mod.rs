@@ -1,1 +1,224 @@
-//! The fast CPU executor (im2col + GEMM, rayon), validated against `reference`.
+//! The fast CPU executor: implicit-GEMM convolution on an HWC layout with zero borders,
+//! AVX2 + FMA micro-kernels (with a portable fallback), rayon over output rows, and the
+//! epilogue fused into the conv's single output pass. Validated against `cpu::reference`
+//! (tests/fast_cpu.rs).
+//!
+//! ```no_run
+//! # use tunable::{cpu::fast::FastPlan, plan::Plan, tensor::Tensor};
+//! # fn f(plan: &Plan, input: &Tensor) -> tunable::Result<()> {
+//! let fast = FastPlan::new(plan)?; // validates and pre-packs every mixed array
+//! let y = fast.run(input, &[0.5, 0.0, 0.0, 0.0])?; // mixes for the level (cached), runs
+//! # Ok(()) }
+//! ```
+//!
+//! Memory: each tensor lives in a pooled buffer from the node that writes it to the last node
+//! that reads it (computed from the plan), so a chain of convs holds about three activations.
+//! The pool is kept between runs (see [`FastPlan::retained_bytes`], [`FastPlan::release_memory`]).
+
+mod act;
+pub mod bench_net;
+mod conv;
+mod prep;
+mod simple;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::plan::{LevelVec, Op, Plan};
+use crate::tensor::Tensor;
+use act::{Act, Pool};
+use prep::{NodeAt, NodePrep};
+
+/// Which micro-kernels run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// x86-64 AVX2 + FMA intrinsics.
+    Avx2,
+    /// Plain Rust loops, for any target (and as a cross-check in tests).
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs.
+    pub fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+}
+
+/// The level-mixed weights of every node, for one level.
+type LevelData = Arc<Vec<NodeAt>>;
+
+/// A plan prepared for the fast CPU executor. `Send + Sync`: one `FastPlan` may serve many
+/// threads; each run takes its scratch from a shared pool.
+pub struct FastPlan {
+    plan: Plan,
+    nodes: Vec<NodePrep>,
+    /// Per tensor, the index of the last node that reads it (`None`: no node does).
+    last_use: Vec<Option<usize>>,
+    /// Per tensor, the zero border its readers need (the largest `k / 2`).
+    border: Vec<usize>,
+    kernel: Kernel,
+    cache: Mutex<Option<(LevelVec, LevelData)>>,
+    pool: Mutex<Vec<Vec<f32>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FastPlan {
+    /// Validates the plan's arrays and re-lays out every mixed array for the kernels.
+    pub fn new(plan: &Plan) -> Result<FastPlan> {
+        Self::with_kernel(plan, Kernel::detect())
+    }
+
+    /// As [`FastPlan::new`] with a chosen kernel; `Kernel::Avx2` falls back to portable code
+    /// on a CPU without AVX2 + FMA.
+    pub fn with_kernel(plan: &Plan, kernel: Kernel) -> Result<FastPlan> {
+        let kernel = if kernel == Kernel::Avx2 { Kernel::detect() } else { kernel };
+        let n = plan.num_tensors;
+        if n == 0 || plan.output >= n {
+            return Err(Error::Graph(format!("plan output {} out of {n} tensors", plan.output)));
+        }
+        if plan.in_channels == 0 {
+            return Err(Error::InvalidArgument("plan with 0 input channels".into()));
+        }
+        let mut last_use = vec![None; n];
+        let mut border = vec![0usize; n];
+        let mut nodes = Vec::with_capacity(plan.nodes.len());
+        for (i, node) in plan.nodes.iter().enumerate() {
+            for &t in std::iter::once(&node.input).chain(&node.others).chain(std::iter::once(&node.output)) {
+                if t >= n {
+                    return Err(Error::Graph(format!("node '{}' uses tensor {t} of {n}", node.name)));
+                }
+            }
+            for &t in std::iter::once(&node.input).chain(&node.others) {
+                last_use[t] = Some(i);
+            }
+            match &node.op {
+                Op::Conv2d(c) if c.noise_channel.is_none() => border[node.input] = border[node.input].max(c.k / 2),
+                Op::Depthwise(d) => border[node.input] = border[node.input].max(d.k / 2),
+                _ => {}
+            }
+            nodes.push(NodePrep::new(node)?);
+        }
+        Ok(FastPlan {
+            plan: plan.clone(),
+            nodes,
+            last_use,
+            border,
+            kernel,
+            cache: Mutex::new(None),
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Bytes of scratch buffers kept between runs.
+    pub fn retained_bytes(&self) -> usize {
+        lock(&self.pool).iter().map(|v| v.capacity() * 4).sum()
+    }
+
+    /// Frees the scratch buffers kept between runs and the cached level.
+    pub fn release_memory(&self) {
+        lock(&self.pool).clear();
+        *lock(&self.cache) = None;
+    }
+
+    /// The mixed weights at `level`, from the one-level cache or freshly mixed.
+    fn level_data(&self, level: &LevelVec) -> LevelData {
+        let mut cache = lock(&self.cache);
+        if let Some((l, d)) = &*cache {
+            if l == level {
+                return d.clone();
+            }
+        }
+        let d: LevelData = Arc::new(self.nodes.iter().map(|n| n.at(level)).collect());
+        *cache = Some((*level, d.clone()));
+        d
+    }
+
+    /// Runs the plan on a CHW `input` at `level`.
+    pub fn run(&self, input: &Tensor, level: &LevelVec) -> Result<Tensor> {
+        let s = input.shape;
+        if s.c != self.plan.in_channels {
+            return Err(Error::Shape(format!("plan expects {} input channels, got {}", self.plan.in_channels, s.c)));
+        }
+        if s.h == 0 || s.w == 0 {
+            return Err(Error::Shape(format!("empty input {}x{}", s.w, s.h)));
+        }
+        if input.data.len() != s.len() {
+            return Err(Error::Shape(format!("input holds {} values for shape {}x{}x{}", input.data.len(), s.c, s.h, s.w)));
+        }
+        let shapes = self.plan.shapes(s.h, s.w)?;
+        let at = self.level_data(level);
+        let mut pool = Pool::new(std::mem::take(&mut *lock(&self.pool)));
+        let out = self.execute(input, &shapes, &at, &mut pool);
+        lock(&self.pool).extend(pool.into_buffers());
+        Ok(out)
+    }
+
+    fn execute(&self, input: &Tensor, shapes: &[crate::plan::Shape], at: &[NodeAt], pool: &mut Pool) -> Tensor {
+        let plan = &self.plan;
+        let mut acts: Vec<Option<Act>> = (0..plan.num_tensors).map(|_| None).collect();
+        acts[0] = Some(act::from_tensor(input, self.border[0], pool));
+        let kernel = self.kernel;
+        for (i, (node, (prep, at))) in plan.nodes.iter().zip(self.nodes.iter().zip(at)).enumerate() {
+            let s = shapes[node.output];
+            let mut out = pool.take(s.c, s.h, s.w, self.border[node.output]);
+            {
+                let x = acts[node.input].as_ref().expect("checked by Plan::shapes");
+                let others: Vec<&Act> =
+                    node.others.iter().map(|&o| acts[o].as_ref().expect("checked by Plan::shapes")).collect();
+                match (prep, at) {
+                    (NodePrep::Conv(p, _), NodeAt::Conv(a)) => match a.noise {
+                        Some(v) => {
+                            let xn = act::with_noise_channel(x, v, p.k / 2, pool);
+                            conv::conv(p, a, &xn, &mut out, &others, kernel);
+                            pool.give(xn);
+                        }
+                        None => conv::conv(p, a, x, &mut out, &others, kernel),
+                    },
+                    (NodePrep::Depthwise(p, _), NodeAt::Depthwise(a)) => {
+                        simple::depthwise(p, a, x, &mut out, &others, kernel)
+                    }
+                    (NodePrep::Eltwise(_, _), NodeAt::Eltwise(a)) => {
+                        simple::eltwise(a, x, others.first().copied(), &mut out, kernel)
+                    }
+                    (NodePrep::Unshuffle, _) => simple::unshuffle(x, &mut out),
+                    (NodePrep::Shuffle, _) => simple::shuffle(x, &mut out),
+                    _ => unreachable!("level data built from the same nodes"),
+                }
+            }
+            acts[node.output] = Some(out);
+            // Release every tensor whose last reader this was (and a result nobody reads).
+            for t in std::iter::once(node.input).chain(node.others.iter().copied()).chain(std::iter::once(node.output)) {
+                if t != plan.output && self.last_use[t].is_none_or(|l| l == i) {
+                    if let Some(a) = acts[t].take() {
+                        pool.give(a);
+                    }
+                }
+            }
+        }
+        let out = acts[plan.output].take().expect("checked by Plan::shapes");
+        let y = act::to_tensor(&out);
+        pool.give(out);
+        for a in acts.into_iter().flatten() {
+            pool.give(a);
+        }
+        y
+    }
+}

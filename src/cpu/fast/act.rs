@@ -1,0 +1,161 @@
+//! The executor's internal activation layout: HWC (channels innermost) with a zero border of
+//! `b` pixels on every side, so that convolutions read their "same" padding from memory and
+//! their inner loops need no bounds checks. A pool recycles buffers between tensors and runs.
+
+use rayon::prelude::*;
+
+use crate::tensor::{Shape, Tensor};
+
+/// A `c x h x w` activation stored as `(h + 2b) x (w + 2b) x c`, border zero.
+pub(crate) struct Act {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub b: usize,
+    pub data: Vec<f32>,
+}
+
+impl Act {
+    pub fn padded_len(c: usize, h: usize, w: usize, b: usize) -> usize {
+        (h + 2 * b) * (w + 2 * b) * c
+    }
+    /// Floats between two stored rows.
+    #[inline]
+    pub fn row_stride(&self) -> usize {
+        (self.w + 2 * self.b) * self.c
+    }
+    /// Offset of the first channel of logical pixel `(y, x)` (which may lie in the border,
+    /// `-b <= y, x`).
+    #[inline]
+    pub fn offset(&self, y: isize, x: isize) -> usize {
+        let b = self.b as isize;
+        (((y + b) * (self.w as isize + 2 * b) + x + b) as usize) * self.c
+    }
+    /// The interior rows, one mutable slice of `w * c` values each (border columns excluded).
+    pub fn interior_rows_mut(&mut self) -> impl IndexedParallelIterator<Item = (usize, &mut [f32])> {
+        let (rs, b, c, w, h) = (self.row_stride().max(1), self.b, self.c, self.w, self.h);
+        self.data
+            .par_chunks_mut(rs)
+            .skip(b)
+            .take(h)
+            .map(move |row| &mut row[b * c..(b + w) * c])
+            .enumerate()
+    }
+    /// The interior of row `y`.
+    #[inline]
+    pub fn row(&self, y: usize) -> &[f32] {
+        let o = self.offset(y as isize, 0);
+        &self.data[o..o + self.w * self.c]
+    }
+    /// Zeroes the border (the interior is left as is: every producer overwrites all of it).
+    fn zero_border(&mut self) {
+        let (rs, b, c, w, h) = (self.row_stride(), self.b, self.c, self.w, self.h);
+        if b == 0 {
+            return;
+        }
+        self.data[..b * rs].fill(0.0);
+        self.data[(h + b) * rs..].fill(0.0);
+        for y in b..h + b {
+            let row = &mut self.data[y * rs..(y + 1) * rs];
+            row[..b * c].fill(0.0);
+            row[(b + w) * c..].fill(0.0);
+        }
+    }
+}
+
+/// Recycles activation buffers: a tensor's buffer goes back as soon as its last reader ran.
+#[derive(Default)]
+pub(crate) struct Pool {
+    free: Vec<Vec<f32>>,
+}
+
+impl Pool {
+    pub fn new(free: Vec<Vec<f32>>) -> Self {
+        Pool { free }
+    }
+    pub fn into_buffers(self) -> Vec<Vec<f32>> {
+        self.free
+    }
+    /// An activation with a zero border and unspecified interior.
+    pub fn take(&mut self, c: usize, h: usize, w: usize, b: usize) -> Act {
+        let len = Act::padded_len(c, h, w, b);
+        // Best fit: the smallest free buffer whose capacity suffices, else the largest one.
+        let pick = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .or_else(|| self.free.iter().enumerate().max_by_key(|(_, v)| v.capacity()))
+            .map(|(i, _)| i);
+        let mut data = match pick {
+            Some(i) => self.free.swap_remove(i),
+            None => Vec::new(),
+        };
+        if data.len() >= len {
+            data.truncate(len);
+        } else {
+            data.resize(len, 0.0);
+        }
+        let mut a = Act { c, h, w, b, data };
+        a.zero_border();
+        a
+    }
+    pub fn give(&mut self, a: Act) {
+        self.free.push(a.data);
+    }
+}
+
+/// CHW tensor -> activation with border `b`.
+pub(crate) fn from_tensor(t: &Tensor, b: usize, pool: &mut Pool) -> Act {
+    let Shape { c, h, w } = t.shape;
+    let mut a = pool.take(c, h, w, b);
+    let plane = h * w;
+    a.interior_rows_mut().for_each(|(y, row)| {
+        for ch in 0..c {
+            let src = &t.data[ch * plane + y * w..ch * plane + (y + 1) * w];
+            for (x, &v) in src.iter().enumerate() {
+                row[x * c + ch] = v;
+            }
+        }
+    });
+    a
+}
+
+/// Activation -> CHW tensor.
+pub(crate) fn to_tensor(a: &Act) -> Tensor {
+    let (c, h, w) = (a.c, a.h, a.w);
+    let mut data = vec![0.0f32; c * h * w];
+    let plane = h * w;
+    if plane > 0 {
+        // Each task writes one output row of every channel: split the output by channel planes
+        // is not row-parallel, so go per channel instead (rows are short, channels few).
+        data.par_chunks_mut(plane).enumerate().for_each(|(ch, dst)| {
+            for y in 0..h {
+                let row = a.row(y);
+                for x in 0..w {
+                    dst[y * w + x] = row[x * c + ch];
+                }
+            }
+        });
+    }
+    Tensor::from_vec(Shape::new(c, h, w), data)
+}
+
+/// A copy of `a` with one more channel holding `value` inside the image and 0 in the border
+/// (the FFDNet noise-level map), with border `b`.
+pub(crate) fn with_noise_channel(a: &Act, value: f32, b: usize, pool: &mut Pool) -> Act {
+    let c = a.c;
+    let mut out = pool.take(c + 1, a.h, a.w, b);
+    out.interior_rows_mut().for_each(|(y, row)| {
+        let src = a.row(y);
+        for (d, s) in row.chunks_exact_mut(c + 1).zip(src.chunks_exact(c.max(1))) {
+            d[..c].copy_from_slice(&s[..c]);
+            d[c] = value;
+        }
+        if c == 0 {
+            row.fill(value);
+        }
+    });
+    out
+}

@@ -1,0 +1,385 @@
+//! Weights prepared once per plan (re-laid out for the kernels, base and deltas alike) and
+//! mixed per level (`base + sum_p c_p delta_p`, a few microseconds per op).
+
+use crate::error::{Error, Result};
+use crate::plan::{Activation, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op};
+
+/// Lanes of one SIMD vector (AVX2 f32); per-channel arrays are padded to a multiple of it.
+pub(crate) const LANES: usize = 8;
+
+pub(crate) fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m) * m
+}
+
+/// A `Vec<f32>` whose first element is 32-byte aligned.
+pub(crate) struct Aligned {
+    buf: Vec<f32>,
+    off: usize,
+}
+
+impl Aligned {
+    pub fn zeros(n: usize) -> Self {
+        let buf = vec![0.0f32; n + LANES];
+        let off = buf.as_ptr().align_offset(32).min(LANES);
+        Aligned { buf, off }
+    }
+    pub fn as_slice(&self) -> &[f32] {
+        &self.buf[self.off..self.buf.len() - LANES + self.off]
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        let n = self.buf.len() - LANES;
+        &mut self.buf[self.off..self.off + n]
+    }
+}
+
+/// A mixed array re-laid out: `P + 1` arrays of `n` values (base first).
+pub(crate) struct Mixed {
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl Mixed {
+    /// Re-lays out each of the `P + 1` arrays of `src` (each `n_src` long): output value `o`
+    /// takes source index `map(o)`, or 0 where `map` gives `None`.
+    fn packed(src: &[f32], p: usize, n_src: usize, n: usize, map: impl Fn(usize) -> Option<usize>) -> Self {
+        let mut data = vec![0.0f32; (p + 1) * n];
+        for a in 0..=p {
+            let s = &src[a * n_src..(a + 1) * n_src];
+            let d = &mut data[a * n..(a + 1) * n];
+            for (o, dv) in d.iter_mut().enumerate() {
+                if let Some(i) = map(o) {
+                    *dv = s[i];
+                }
+            }
+        }
+        Mixed { n, data }
+    }
+    /// A per-channel array of `c` channels padded with zeros to `round_up(c, LANES)`.
+    fn channels(src: &[f32], p: usize, c: usize) -> Self {
+        Mixed::packed(src, p, c, round_up(c, LANES), |o| (o < c).then_some(o))
+    }
+    fn eval_into(&self, coefs: &[f32], out: &mut [f32]) {
+        out.copy_from_slice(&self.data[..self.n]);
+        for (p, &cp) in coefs.iter().enumerate() {
+            let d = &self.data[(p + 1) * self.n..(p + 2) * self.n];
+            for (o, &dv) in out.iter_mut().zip(d) {
+                *o += cp * dv;
+            }
+        }
+    }
+    fn eval(&self, coefs: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; self.n];
+        self.eval_into(coefs, &mut out);
+        out
+    }
+    fn eval_aligned(&self, coefs: &[f32]) -> Aligned {
+        let mut out = Aligned::zeros(self.n);
+        self.eval_into(coefs, out.as_mut_slice());
+        out
+    }
+}
+
+fn check_len(node: &Node, what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::Tensor {
+            name: format!("{}.{what}", node.name),
+            message: format!("has {got} values, expected {want}"),
+        });
+    }
+    Ok(())
+}
+
+/// The activation kind, with PReLU slopes padded.
+#[derive(Clone)]
+pub(crate) enum ActKind {
+    None,
+    Relu,
+    Prelu(Vec<f32>),
+}
+
+impl ActKind {
+    fn new(node: &Node, a: &Activation, c: usize) -> Result<Self> {
+        Ok(match a {
+            Activation::None => ActKind::None,
+            Activation::Relu => ActKind::Relu,
+            Activation::Prelu(s) => {
+                check_len(node, "prelu", s.len(), c)?;
+                let mut v = s.clone();
+                v.resize(round_up(c, LANES), 0.0);
+                ActKind::Prelu(v)
+            }
+        })
+    }
+}
+
+/// An epilogue prepared for packing (mixed arrays padded to whole vectors).
+pub(crate) struct EpiloguePrep {
+    bias: Mixed,
+    scale_shift: Option<(Mixed, Mixed)>,
+    act: ActKind,
+    combine: Option<(Mixed, Vec<Mixed>)>,
+}
+
+/// An epilogue at one level: every vector padded with zeros to a multiple of `LANES`.
+pub(crate) struct EpilogueAt {
+    pub bias: Vec<f32>,
+    pub scale_shift: Option<(Vec<f32>, Vec<f32>)>,
+    pub act: ActKind,
+    pub combine: Option<(Vec<f32>, Vec<Vec<f32>>)>,
+}
+
+impl EpiloguePrep {
+    fn new(node: &Node, ep: &Epilogue, p: usize, c: usize) -> Result<Self> {
+        let want = (p + 1) * c;
+        check_len(node, "bias", ep.bias.len(), want)?;
+        let scale_shift = match &ep.scale_shift {
+            Some((s, t)) => {
+                check_len(node, "scale", s.len(), want)?;
+                check_len(node, "shift", t.len(), want)?;
+                Some((Mixed::channels(s, p, c), Mixed::channels(t, p, c)))
+            }
+            None => None,
+        };
+        let combine = match &ep.combine {
+            Some(cb) => {
+                check_len(node, "combine.u", cb.u.len(), want)?;
+                if cb.v.is_empty() || cb.v.len() > 2 {
+                    return Err(Error::Tensor {
+                        name: format!("{}.combine", node.name),
+                        message: format!("has {} other gains, expected 1 or 2", cb.v.len()),
+                    });
+                }
+                let mut v = Vec::new();
+                for vi in &cb.v {
+                    check_len(node, "combine.v", vi.len(), want)?;
+                    v.push(Mixed::channels(vi, p, c));
+                }
+                Some((Mixed::channels(&cb.u, p, c), v))
+            }
+            None => None,
+        };
+        Ok(EpiloguePrep {
+            bias: Mixed::channels(&ep.bias, p, c),
+            scale_shift,
+            act: ActKind::new(node, &ep.act, c)?,
+            combine,
+        })
+    }
+    fn at(&self, coefs: &[f32]) -> EpilogueAt {
+        EpilogueAt {
+            bias: self.bias.eval(coefs),
+            scale_shift: self.scale_shift.as_ref().map(|(s, t)| (s.eval(coefs), t.eval(coefs))),
+            act: self.act.clone(),
+            combine: self.combine.as_ref().map(|(u, v)| (u.eval(coefs), v.iter().map(|m| m.eval(coefs)).collect())),
+        }
+    }
+}
+
+/// Output channels of a conv split into blocks of whole vectors, one micro-kernel width each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Block {
+    /// First vector (channel `v0 * LANES`).
+    pub v0: usize,
+    /// Vectors in the block (1..=3).
+    pub nv: usize,
+    /// Offset of the block's weights in the packed array.
+    pub off: usize,
+}
+
+/// Splits `nvec` vectors into blocks of at most 3 (the register budget of the micro-kernel),
+/// as evenly as possible.
+pub(crate) fn blocks(nvec: usize, taps: usize) -> Vec<Block> {
+    let mut out = Vec::new();
+    let n = nvec.div_ceil(3);
+    let (mut v0, mut off) = (0, 0);
+    for i in 0..n {
+        let nv = (nvec - v0).div_ceil(n - i).min(3);
+        out.push(Block { v0, nv, off });
+        v0 += nv;
+        off += taps * nv * LANES;
+    }
+    out
+}
+
+pub(crate) struct ConvPrep {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub noise: Option<crate::plan::Affine>,
+    pub blocks: Vec<Block>,
+    /// Per block, `[ky][kx][ci][nv * LANES]` (taps `K = k * k * cin` rows of the block width).
+    weight: Mixed,
+    ep: EpiloguePrep,
+}
+
+pub(crate) struct ConvAt {
+    pub weight: Aligned,
+    pub ep: EpilogueAt,
+    pub noise: Option<f32>,
+}
+
+impl ConvPrep {
+    fn new(node: &Node, c: &Conv2d) -> Result<Self> {
+        let p = c.mix.deltas();
+        if c.k == 0 || c.stride == 0 || c.cout == 0 || c.cin == 0 || c.cin < c.noise_channel.is_some() as usize {
+            return Err(Error::InvalidArgument(format!(
+                "node '{}': conv with k={}, stride={}, cin={}, cout={}",
+                node.name, c.k, c.stride, c.cin, c.cout
+            )));
+        }
+        check_len(node, "weight", c.weight.len(), (p + 1) * c.weight_len())?;
+        let (k, cin, cout) = (c.k, c.cin, c.cout);
+        let taps = k * k * cin;
+        let blocks = blocks(cout.div_ceil(LANES), taps);
+        let total = taps * round_up(cout, LANES);
+        // Packed index -> (block, tap, lane) -> PyTorch index.
+        let mut src_of = vec![usize::MAX; total];
+        for b in &blocks {
+            let width = b.nv * LANES;
+            for ky in 0..k {
+                for kx in 0..k {
+                    for ci in 0..cin {
+                        let t = (ky * k + kx) * cin + ci;
+                        for lane in 0..width {
+                            let co = b.v0 * LANES + lane;
+                            if co < cout {
+                                src_of[b.off + t * width + lane] = ((co * cin + ci) * k + ky) * k + kx;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let weight = Mixed::packed(&c.weight, p, c.weight_len(), total, |o| {
+            let s = src_of[o];
+            (s != usize::MAX).then_some(s)
+        });
+        Ok(ConvPrep {
+            cin,
+            cout,
+            k,
+            stride: c.stride,
+            noise: c.noise_channel,
+            blocks,
+            weight,
+            ep: EpiloguePrep::new(node, &c.epilogue, p, cout)?,
+        })
+    }
+}
+
+pub(crate) struct DepthwisePrep {
+    pub c: usize,
+    pub k: usize,
+    /// `[ky][kx][c]` (c padded to whole vectors).
+    weight: Mixed,
+    ep: EpiloguePrep,
+}
+
+pub(crate) struct DepthwiseAt {
+    pub weight: Vec<f32>,
+    pub ep: EpilogueAt,
+}
+
+impl DepthwisePrep {
+    fn new(node: &Node, d: &Depthwise) -> Result<Self> {
+        let p = d.mix.deltas();
+        if d.k == 0 || d.channels == 0 {
+            return Err(Error::InvalidArgument(format!("node '{}': depthwise with k={}, channels={}", node.name, d.k, d.channels)));
+        }
+        let (k, c) = (d.k, d.channels);
+        check_len(node, "weight", d.weight.len(), (p + 1) * c * k * k)?;
+        let cp = round_up(c, LANES);
+        let weight = Mixed::packed(&d.weight, p, c * k * k, k * k * cp, |o| {
+            let (tap, ch) = (o / cp, o % cp);
+            (ch < c).then_some(ch * k * k + tap)
+        });
+        Ok(DepthwisePrep { c, k, weight, ep: EpiloguePrep::new(node, &d.epilogue, p, c)? })
+    }
+}
+
+pub(crate) struct EltwisePrep {
+    u: Mixed,
+    v: Option<Mixed>,
+    act: ActKind,
+}
+
+pub(crate) struct EltwiseAt {
+    pub u: Vec<f32>,
+    pub v: Option<Vec<f32>>,
+    pub act: ActKind,
+}
+
+impl EltwisePrep {
+    fn new(node: &Node, e: &Eltwise) -> Result<Self> {
+        let p = e.mix.deltas();
+        let c = e.channels;
+        if c == 0 {
+            return Err(Error::InvalidArgument(format!("node '{}': eltwise with 0 channels", node.name)));
+        }
+        check_len(node, "u", e.u.len(), (p + 1) * c)?;
+        if let Some(v) = &e.v {
+            check_len(node, "v", v.len(), (p + 1) * c)?;
+        }
+        Ok(EltwisePrep {
+            u: Mixed::channels(&e.u, p, c),
+            v: e.v.as_ref().map(|v| Mixed::channels(v, p, c)),
+            act: ActKind::new(node, &e.act, c)?,
+        })
+    }
+}
+
+/// One node, prepared.
+pub(crate) enum NodePrep {
+    Conv(Box<ConvPrep>, Mix),
+    Depthwise(Box<DepthwisePrep>, Mix),
+    Eltwise(Box<EltwisePrep>, Mix),
+    Unshuffle,
+    Shuffle,
+}
+
+/// One node at one level.
+pub(crate) enum NodeAt {
+    Conv(ConvAt),
+    Depthwise(DepthwiseAt),
+    Eltwise(EltwiseAt),
+    None,
+}
+
+impl NodePrep {
+    pub fn new(node: &Node) -> Result<Self> {
+        Ok(match &node.op {
+            Op::Conv2d(c) => NodePrep::Conv(Box::new(ConvPrep::new(node, c)?), c.mix.clone()),
+            Op::Depthwise(d) => NodePrep::Depthwise(Box::new(DepthwisePrep::new(node, d)?), d.mix.clone()),
+            Op::Eltwise(e) => NodePrep::Eltwise(Box::new(EltwisePrep::new(node, e)?), e.mix.clone()),
+            Op::Unshuffle => NodePrep::Unshuffle,
+            Op::Shuffle => NodePrep::Shuffle,
+        })
+    }
+
+    pub fn at(&self, level: &LevelVec) -> NodeAt {
+        match self {
+            NodePrep::Conv(c, mix) => {
+                let coefs = mix.eval(level);
+                NodeAt::Conv(ConvAt {
+                    weight: c.weight.eval_aligned(&coefs),
+                    ep: c.ep.at(&coefs),
+                    noise: c.noise.map(|a| a.eval(level)),
+                })
+            }
+            NodePrep::Depthwise(d, mix) => {
+                let coefs = mix.eval(level);
+                NodeAt::Depthwise(DepthwiseAt { weight: d.weight.eval(&coefs), ep: d.ep.at(&coefs) })
+            }
+            NodePrep::Eltwise(e, mix) => {
+                let coefs = mix.eval(level);
+                NodeAt::Eltwise(EltwiseAt {
+                    u: e.u.eval(&coefs),
+                    v: e.v.as_ref().map(|v| v.eval(&coefs)),
+                    act: e.act.clone(),
+                })
+            }
+            NodePrep::Unshuffle | NodePrep::Shuffle => NodeAt::None,
+        }
+    }
+}

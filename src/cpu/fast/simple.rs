@@ -1,0 +1,183 @@
+//! The light ops on the HWC layout: depthwise conv, eltwise, pixel (un)shuffle, and the
+//! stand-alone epilogue pass. Plain loops over rows, vectorized by the compiler (compiled a
+//! second time with AVX2 + FMA enabled and picked at run time).
+
+use rayon::prelude::*;
+
+use super::act::Act;
+use super::prep::{ActKind, DepthwiseAt, DepthwisePrep, EltwiseAt, EpilogueAt};
+use super::Kernel;
+
+/// Defines `$name(kernel, args)`: calls `$generic(args)` compiled a second time with AVX2 +
+/// FMA enabled when `kernel` is `Kernel::Avx2` (the compiler vectorizes the plain loops).
+macro_rules! multiversion {
+    ($name:ident, $generic:ident, ($($arg:ident : $ty:ty),*)) => {
+        fn $name(kernel: Kernel, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                if matches!(kernel, Kernel::Avx2) {
+                    // SAFETY: Kernel::Avx2 is chosen only when the CPU has AVX2 and FMA.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            let _ = kernel;
+            $generic($($arg),*)
+        }
+    };
+}
+
+multiversion!(
+    depthwise_row_mv,
+    depthwise_row,
+    (prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32], others: &[&[f32]])
+);
+multiversion!(eltwise_row_mv, eltwise_row, (e: &EltwiseAt, c: usize, a: &[f32], b: Option<&[f32]>, row: &mut [f32]));
+
+/// Applies bias, scale/shift, activation and combine to a row of `c`-channel pixels, in the
+/// reference's order. `others` are the combine tensors' rows at the same place.
+#[inline(always)]
+pub(crate) fn epilogue_row(ep: &EpilogueAt, c: usize, row: &mut [f32], others: &[&[f32]]) {
+    for px in row.chunks_exact_mut(c) {
+        for (y, &b) in px.iter_mut().zip(&ep.bias) {
+            *y += b;
+        }
+    }
+    if let Some((s, t)) = &ep.scale_shift {
+        for px in row.chunks_exact_mut(c) {
+            for ((y, &s), &t) in px.iter_mut().zip(s).zip(t) {
+                *y = *y * s + t;
+            }
+        }
+    }
+    act_row(&ep.act, c, row);
+    if let Some((u, v)) = &ep.combine {
+        for (p, px) in row.chunks_exact_mut(c).enumerate() {
+            for (y, &u) in px.iter_mut().zip(u) {
+                *y *= u;
+            }
+            for (vi, o) in v.iter().zip(others) {
+                let o = &o[p * c..(p + 1) * c];
+                for ((y, &vv), &ov) in px.iter_mut().zip(vi).zip(o) {
+                    *y += vv * ov;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn act_row(act: &ActKind, c: usize, row: &mut [f32]) {
+    match act {
+        ActKind::None => {}
+        ActKind::Relu => {
+            for y in row.iter_mut() {
+                *y = y.max(0.0);
+            }
+        }
+        ActKind::Prelu(s) => {
+            for px in row.chunks_exact_mut(c) {
+                for (y, &s) in px.iter_mut().zip(s) {
+                    if *y < 0.0 {
+                        *y *= s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn depthwise_row(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32], others: &[&[f32]]) {
+    let (c, k) = (prep.c, prep.k);
+    let cp = at.weight.len() / (k * k);
+    let pad = (k / 2) as isize;
+    let n = row.len();
+    row.fill(0.0);
+    for ky in 0..k {
+        let start = x.offset(y as isize + ky as isize - pad, -pad);
+        for kx in 0..k {
+            let wt = &at.weight[(ky * k + kx) * cp..][..c];
+            let src = &x.data[start + kx * c..][..n];
+            for (o, s) in row.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                for ((o, &s), &w) in o.iter_mut().zip(s).zip(wt) {
+                    *o += w * s;
+                }
+            }
+        }
+    }
+    epilogue_row(&at.ep, c, row, others);
+}
+
+/// Depthwise k x k conv, stride 1, from `x` (border >= k/2) into `out`.
+pub(crate) fn depthwise(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, out: &mut Act, others: &[&Act], kernel: Kernel) {
+    debug_assert!(x.b >= prep.k / 2);
+    out.interior_rows_mut().for_each(|(y, row)| {
+        let orows: Vec<&[f32]> = others.iter().map(|o| o.row(y)).collect();
+        depthwise_row_mv(kernel, prep, at, x, y, row, &orows);
+    });
+}
+
+#[inline(always)]
+fn eltwise_row(e: &EltwiseAt, c: usize, a: &[f32], b: Option<&[f32]>, row: &mut [f32]) {
+    for (px, src) in row.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
+        for ((y, &s), &u) in px.iter_mut().zip(src).zip(&e.u) {
+            *y = u * s;
+        }
+    }
+    if let (Some(v), Some(b)) = (&e.v, b) {
+        for (px, src) in row.chunks_exact_mut(c).zip(b.chunks_exact(c)) {
+            for ((y, &s), &v) in px.iter_mut().zip(src).zip(v) {
+                *y += v * s;
+            }
+        }
+    }
+    act_row(&e.act, c, row);
+}
+
+/// `out = act(u * a + v * b)`.
+pub(crate) fn eltwise(e: &EltwiseAt, a: &Act, b: Option<&Act>, out: &mut Act, kernel: Kernel) {
+    let c = a.c;
+    out.interior_rows_mut().for_each(|(y, row)| {
+        let ar = a.row(y);
+        let br = b.map(|b| b.row(y));
+        eltwise_row_mv(kernel, e, c, ar, br, row);
+    });
+}
+
+/// Pixel unshuffle by 2: `out[y][x][ci*4 + dy*2 + dx] = in[2y+dy][2x+dx][ci]`.
+pub(crate) fn unshuffle(x: &Act, out: &mut Act) {
+    let c = x.c;
+    out.interior_rows_mut().for_each(|(y, row)| {
+        for dy in 0..2 {
+            let src = x.row(2 * y + dy);
+            for (xo, px) in row.chunks_exact_mut(4 * c).enumerate() {
+                for dx in 0..2 {
+                    let s = &src[(2 * xo + dx) * c..][..c];
+                    for (ci, &v) in s.iter().enumerate() {
+                        px[ci * 4 + dy * 2 + dx] = v;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Pixel shuffle by 2: `out[2y+dy][2x+dx][oc] = in[y][x][oc*4 + dy*2 + dx]`.
+pub(crate) fn shuffle(x: &Act, out: &mut Act) {
+    let oc = out.c;
+    out.interior_rows_mut().for_each(|(yo, row)| {
+        let (y, dy) = (yo / 2, yo % 2);
+        let src = x.row(y);
+        for (xo, px) in row.chunks_exact_mut(oc).enumerate() {
+            let (xi, dx) = (xo / 2, xo % 2);
+            let s = &src[xi * 4 * oc..][..4 * oc];
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = s[c * 4 + dy * 2 + dx];
+            }
+        }
+    });
+}
