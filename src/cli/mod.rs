@@ -1,10 +1,15 @@
 //! Subcommands of the `tunable` tool, one module each.
 
+mod default_model;
+mod demo;
+mod draw;
 mod eval;
 mod info;
+mod models;
 mod restore;
+mod sweep;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tunable::{BackendChoice, Engine, EngineOptions, Lowering, Model};
@@ -38,6 +43,12 @@ enum Command {
     Restore(restore::Args),
     /// Add seeded noise to a folder of clean images, restore, and report PSNR/SSIM per sigma.
     Eval(eval::Args),
+    /// Restore at a series of levels: a labelled contact sheet, a GIF, PSNR against a clean reference.
+    Sweep(sweep::Args),
+    /// Noise the astronaut photo, restore it blind and at three levels, write the results to demo/.
+    Demo(demo::Args),
+    /// List the built-in model and the model files in weights/ with their level axes.
+    Models(models::Args),
 }
 
 pub fn main() -> anyhow_like::Result<()> {
@@ -57,6 +68,9 @@ pub fn main() -> anyhow_like::Result<()> {
         Command::Info => info::run(&ctx),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Eval(a) => eval::run(&ctx, a),
+        Command::Sweep(a) => sweep::run(&ctx, a),
+        Command::Demo(a) => demo::run(&ctx, a),
+        Command::Models(a) => models::run(a),
     }
 }
 
@@ -73,8 +87,48 @@ impl Ctx {
     fn load(&self, engine: &Engine, path: &Option<PathBuf>) -> anyhow_like::Result<Model> {
         match path {
             Some(p) => Ok(engine.load_with(p, self.lowering)?),
-            None => Err("no --model given (the default model is not built into this binary yet)".into()),
+            None => match default_model::BYTES {
+                Some(bytes) => engine
+                    .load_bytes(bytes, self.lowering)
+                    .map_err(|e| format!("the built-in model ({}): {e}", default_model::SOURCE).into()),
+                None => Err(default_model::missing().into()),
+            },
         }
+    }
+}
+
+/// Checks an output path before any work: a known extension, not the input (unless `force`),
+/// an existing folder that we can create files in. Nothing is left behind by the check.
+fn check_output(path: &Path, exts: &[&str], input: &Path, force: bool) -> anyhow_like::Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
+    if !exts.contains(&ext.as_str()) {
+        return Err(format!("{}: unsupported output format (use {})", path.display(), exts.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(" or ")).into());
+    }
+    if same_file(input, path) && !force {
+        return Err(format!("the output {} is the input; pass --force to overwrite it", path.display()).into());
+    }
+    if path.is_dir() {
+        return Err(format!("{}: is a folder", path.display()).into());
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!("{}: the folder {} does not exist", path.display(), dir.display()).into());
+    }
+    let probe = draw::temp_beside(path);
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("{}: cannot write in {}: {e}", path.display(), dir.display()).into()),
+    }
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 
