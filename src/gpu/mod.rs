@@ -1,1 +1,18 @@
-//! The wgpu runtime: adapter and device, pipelines, buffers, and the plan executor.
+//! The wgpu runtime: adapter and device ([`GpuContext`]), the WGSL kernel variants
+//! ([`kernels`]), and the plan executor ([`GpuPlan`]).
+//!
+//! ```no_run
+//! use tunable::gpu::{GpuContext, GpuPlan};
+//! # fn demo(plan: &tunable::plan::Plan, x: &tunable::tensor::Tensor) -> tunable::Result<()> {
+//! let ctx = GpuContext::new()?;            // TUNABLE_BACKEND / TUNABLE_ADAPTER honoured
+//! eprintln!("{}", ctx.info());
+//! let gpu = GpuPlan::new(ctx, plan)?;      // uploads every weight once
+//! let y = gpu.run(x, &[0.35, 0.0, 0.0, 0.0])?; // moving the level writes 16 bytes
+//! # Ok(()) }
+//! ```
+pub mod context;
+pub mod exec;
+pub mod kernels;
+
+pub use context::{GpuContext, GpuInfo, GpuOptions};
+pub use exec::{ftn_transform, mix_weights, run_node, GpuPlan};

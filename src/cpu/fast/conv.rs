@@ -141,6 +141,7 @@ pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &
                 let np = np_max.min(ow - ox0);
                 let xoff = x.offset(iy, (ox0 * s) as isize - pad);
                 debug_assert!(xoff + (k - 1) * xrow + (np - 1) * s * cin + run <= xlen);
+                let fits_full = xoff + (k - 1) * xrow + (np_max - 1) * s * cin + run <= xlen;
                 let mut op = [std::ptr::null(); 2];
                 for (i, o) in others.iter().take(2).enumerate() {
                     debug_assert_eq!((o.c, o.h, o.w), yshape);
@@ -161,7 +162,7 @@ pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &
                         others: op,
                     }
                 };
-                unsafe { tile(kernel, b.nv, np, &t, ep) };
+                unsafe { tile(kernel, b.nv, np, fits_full, &t, ep) };
                 ox0 += np;
             }
         }
@@ -169,10 +170,13 @@ pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &
 }
 
 /// Runs one micro-tile on the selected kernel.
-unsafe fn tile(kernel: Kernel, nv: usize, np: usize, t: &Tile, e: &Ep) {
+/// `fits_full`: computing all `tile_pixels(nv)` pixels reads inside the input buffer.
+unsafe fn tile(kernel: Kernel, nv: usize, np: usize, fits_full: bool, t: &Tile, e: &Ep) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => avx2::dispatch(nv, np, t, e),
+        Kernel::Avx2 if fits_full => avx2::full(nv, np, t, e),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => avx2::partial(nv, np, t, e),
         _ => portable_tile(nv, np, t, e),
     }
 }
@@ -222,6 +226,67 @@ mod avx2 {
     use super::{Ep, Tile, LANES};
     use std::arch::x86_64::*;
 
+    /// Defines a full-tile micro-kernel with one named variable per accumulator (LLVM keeps
+    /// named locals in registers; arrays of vectors got shuffled and spilled). It computes all
+    /// `NP` pixels; the caller guarantees that even the pixels past a row's end (stored or not)
+    /// read inside the input buffer.
+    macro_rules! full_kernel {
+        ($name:ident, $nv:literal, $np:literal, $ws:tt, [$($w:ident),+], [$($x:ident: [$($c:ident),+]),+]) => {
+            #[target_feature(enable = "avx2,fma")]
+            pub(super) unsafe fn $name(t: &Tile) -> [[__m256; $nv]; $np] {
+                $($(let mut $c = _mm256_setzero_ps();)+)+
+                for ky in 0..t.k {
+                    let base = t.x.add(ky * t.xrow);
+                    let mut j = 0usize;
+                    $(
+                        let $x = base.add(j * t.pstep);
+                        j += 1;
+                    )+
+                    let _ = j;
+                    let mut wp = t.w.add(ky * t.run * $nv * LANES);
+                    for q in 0..t.run {
+                        let mut i = 0usize;
+                        $(
+                            let $w = _mm256_load_ps(wp.add(i * LANES));
+                            i += 1;
+                        )+
+                        let _ = i;
+                        $(
+                            let b = _mm256_set1_ps(*$x.add(q));
+                            full_kernel!(@fma b, $ws, [$($c),+]);
+                        )+
+                        wp = wp.add($nv * LANES);
+                    }
+                }
+                [$([$($c),+]),+]
+            }
+        };
+        (@fma $b:ident, [$($w:ident),+], [$($c:ident),+]) => {
+            $($c = _mm256_fmadd_ps($w, $b, $c);)+
+        };
+    }
+
+    full_kernel!(k3x4, 3, 4, [w0, w1, w2], [w0, w1, w2], [
+        x0: [c00, c01, c02], x1: [c10, c11, c12], x2: [c20, c21, c22], x3: [c30, c31, c32]
+    ]);
+    full_kernel!(k2x6, 2, 6, [w0, w1], [w0, w1], [
+        x0: [c00, c01], x1: [c10, c11], x2: [c20, c21], x3: [c30, c31], x4: [c40, c41], x5: [c50, c51]
+    ]);
+    full_kernel!(k1x12, 1, 12, [w0], [w0], [
+        x0: [c00], x1: [c10], x2: [c20], x3: [c30], x4: [c40], x5: [c50],
+        x6: [c60], x7: [c70], x8: [c80], x9: [c90], x10: [c100], x11: [c110]
+    ]);
+
+    /// A full tile (all `tile_pixels(nv)` pixels computed, the first `np` stored).
+    pub(super) unsafe fn full(nv: usize, np: usize, t: &Tile, e: &Ep) {
+        match nv {
+            1 => epilogue(&k1x12(t), np, t, e),
+            2 => epilogue(&k2x6(t), np, t, e),
+            3 => epilogue(&k3x4(t), np, t, e),
+            _ => unreachable!("block of {nv} vectors"),
+        }
+    }
+
     macro_rules! by_np {
         ($nv:literal, $np:expr, $t:expr, $e:expr, [$($n:literal),*]) => {
             match $np {
@@ -231,7 +296,9 @@ mod avx2 {
         };
     }
 
-    pub(super) unsafe fn dispatch(nv: usize, np: usize, t: &Tile, e: &Ep) {
+    /// A partial tile of exactly `np` pixels (the rare tiles where computing the full width
+    /// would read past the end of the input buffer).
+    pub(super) unsafe fn partial(nv: usize, np: usize, t: &Tile, e: &Ep) {
         match nv {
             1 => by_np!(1, np, t, e, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
             2 => by_np!(2, np, t, e, [1, 2, 3, 4, 5, 6]),
@@ -262,8 +329,13 @@ mod avx2 {
                 wp = wp.add(width);
             }
         }
+        epilogue(&acc, NP, t, e);
+    }
 
-        // Epilogue, in the reference's order.
+    /// Applies the epilogue to the first `np` pixels of `acc` and stores them, in the
+    /// reference's order.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn epilogue<const NV: usize, const NP: usize>(acc: &[[__m256; NV]; NP], np: usize, t: &Tile, e: &Ep) {
         let zero = _mm256_setzero_ps();
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(e.tail as i32), lane);
@@ -283,7 +355,7 @@ mod avx2 {
             for q in 0..e.nother {
                 v[q] = _mm256_loadu_ps(e.v[q].add(c));
             }
-            for j in 0..NP {
+            for j in 0..np {
                 let mut y = _mm256_add_ps(acc[j][i], bias);
                 if !e.scale.is_null() {
                     y = _mm256_fmadd_ps(y, scale, shift);

@@ -173,8 +173,17 @@ impl FastPlan {
 
     fn execute(&self, input: &Tensor, shapes: &[crate::plan::Shape], at: &[NodeAt], pool: &mut Pool) -> Tensor {
         let plan = &self.plan;
+        let profile = std::env::var_os("TUNABLE_FAST_PROFILE").is_some();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |what: &str| {
+            if profile {
+                eprintln!("fast: {what:>24}: {:8.3} ms", clock.elapsed().as_secs_f64() * 1e3);
+                clock = std::time::Instant::now();
+            }
+        };
         let mut acts: Vec<Option<Act>> = (0..plan.num_tensors).map(|_| None).collect();
         acts[0] = Some(act::from_tensor(input, self.border[0], pool));
+        lap("input");
         let kernel = self.kernel;
         for (i, (node, (prep, at))) in plan.nodes.iter().zip(self.nodes.iter().zip(at)).enumerate() {
             let s = shapes[node.output];
@@ -204,6 +213,7 @@ impl FastPlan {
                 }
             }
             acts[node.output] = Some(out);
+            lap(&node.name);
             // Release every tensor whose last reader this was (and a result nobody reads).
             for t in std::iter::once(node.input).chain(node.others.iter().copied()).chain(std::iter::once(node.output)) {
                 if t != plan.output && self.last_use[t].is_none_or(|l| l == i) {
@@ -215,6 +225,7 @@ impl FastPlan {
         }
         let out = acts[plan.output].take().expect("checked by Plan::shapes");
         let y = act::to_tensor(&out);
+        lap("output");
         pool.give(out);
         for a in acts.into_iter().flatten() {
             pool.give(a);
