@@ -1,0 +1,641 @@
+//! The GPU context: one adapter, one device and queue, the pipeline cache, and the error
+//! plumbing (error scopes, device-lost flag) that turns every wgpu failure into a typed
+//! [`crate::Error`] instead of a panic.
+//!
+//! Adapter policy: a real GPU before a software rasteriser (`DeviceType::Cpu`: lavapipe,
+//! SwiftShader, WARP, llvmpipe), Vulkan/Metal/DX12 before GL. `TUNABLE_BACKEND=vulkan|metal|dx12|gl`
+//! restricts the backend, `TUNABLE_ADAPTER=<substring>` the adapter name.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::Kernel;
+
+/// Workgroup memory every kernel stays under (bytes): the downlevel default, 16,352.
+pub const WORKGROUP_STORAGE_BYTES: u32 = 16_352;
+/// Storage buffers one kernel binds (x, weights, epilogue, other 1, other 2, output).
+pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
+/// The largest workgroup any kernel uses.
+pub const MAX_INVOCATIONS: u32 = 256;
+
+/// How to pick the adapter, and limits to force below what the device offers (tests use
+/// these to exercise the split-dispatch and size-check paths on any machine).
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Restrict to one backend (default: Vulkan, Metal, DX12, then GL if none of those).
+    pub backend: Option<wgpu::Backends>,
+    /// Only adapters whose name contains this (case-insensitive).
+    pub adapter: Option<String>,
+    /// Largest storage buffer binding the executor will use, in bytes (min with the device's).
+    pub max_storage_binding_size: Option<u64>,
+    /// Most workgroups per dispatch dimension the executor will use (min with the device's).
+    pub max_workgroups_per_dim: Option<u32>,
+}
+
+impl GpuOptions {
+    /// Options from `TUNABLE_BACKEND` and `TUNABLE_ADAPTER`.
+    pub fn from_env() -> Result<Self> {
+        let mut o = GpuOptions::default();
+        if let Ok(b) = std::env::var("TUNABLE_BACKEND") {
+            if !b.trim().is_empty() {
+                o.backend = Some(parse_backend(&b)?);
+            }
+        }
+        if let Ok(a) = std::env::var("TUNABLE_ADAPTER") {
+            if !a.trim().is_empty() {
+                o.adapter = Some(a);
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Parses `vulkan|metal|dx12|gl` (also `vk`, `gles`, `opengl`, `d3d12`).
+pub fn parse_backend(s: &str) -> Result<wgpu::Backends> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        other => Err(Error::InvalidArgument(format!(
+            "TUNABLE_BACKEND='{other}' is not one of vulkan, metal, dx12, gl"
+        ))),
+    }
+}
+
+/// What the context runs on, and the limits the executor works within.
+#[derive(Clone, Debug)]
+pub struct GpuInfo {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    /// Effective largest storage binding (bytes), after forced options.
+    pub max_storage_binding_size: u64,
+    pub max_buffer_size: u64,
+    /// Effective most workgroups per dispatch dimension, after forced options.
+    pub max_workgroups_per_dim: u32,
+    pub max_storage_buffers_per_stage: u32,
+    pub max_workgroup_storage_size: u32,
+}
+
+impl fmt::Display for GpuInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({:?}, {:?}{}) max storage binding {} MiB, max buffer {} MiB, {} workgroups/dim, {} storage buffers/stage, {} B workgroup memory",
+            self.name,
+            self.backend,
+            self.device_type,
+            if self.driver.is_empty() { String::new() } else { format!(", {}", self.driver) },
+            self.max_storage_binding_size >> 20,
+            self.max_buffer_size >> 20,
+            self.max_workgroups_per_dim,
+            self.max_storage_buffers_per_stage,
+            self.max_workgroup_storage_size
+        )
+    }
+}
+
+/// One device and queue, shared (`Arc`) by every uploaded plan. `Send + Sync`.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: GpuInfo,
+    lost: Arc<AtomicBool>,
+    lost_message: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+    pub(crate) layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    pipelines: Arc<Mutex<HashMap<Kernel, wgpu::ComputePipeline>>>,
+    /// The limits the device was created with (before forced options).
+    device_limits: wgpu::Limits,
+    /// A small storage buffer bound where a kernel does not use a slot.
+    pub(crate) dummy: wgpu::Buffer,
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn make_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    // No validation layers unless the user asks for them (WGPU_VALIDATION=1).
+    desc.flags = wgpu::InstanceFlags::empty().with_env();
+    desc.backend_options = wgpu::BackendOptions::from_env_or_default();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter of `backends`, best first, filtered by name.
+fn candidates(backends: wgpu::Backends, name: Option<&str>) -> Vec<wgpu::Adapter> {
+    let instance = make_instance(backends);
+    let mut v: Vec<wgpu::Adapter> = pollster::block_on(instance.enumerate_adapters(backends));
+    if let Some(n) = name {
+        let n = n.to_ascii_lowercase();
+        v.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&n));
+    }
+    v.sort_by_key(|a| {
+        let i = a.get_info();
+        (
+            type_rank(i.device_type),
+            (i.backend == wgpu::Backend::Gl) as u32,
+        )
+    });
+    v
+}
+
+impl GpuContext {
+    /// A context on the best adapter, honouring `TUNABLE_BACKEND` and `TUNABLE_ADAPTER`.
+    pub fn new() -> Result<Arc<GpuContext>> {
+        Self::with_options(&GpuOptions::from_env()?)
+    }
+
+    /// A context with explicit options (env variables are not read).
+    pub fn with_options(opts: &GpuOptions) -> Result<Arc<GpuContext>> {
+        let mut adapters = match opts.backend {
+            Some(b) => candidates(b, opts.adapter.as_deref()),
+            None => {
+                let primary = candidates(wgpu::Backends::PRIMARY, opts.adapter.as_deref());
+                if primary.is_empty() {
+                    candidates(wgpu::Backends::GL, opts.adapter.as_deref())
+                } else {
+                    primary
+                }
+            }
+        };
+        if adapters.is_empty() {
+            let mut what = String::new();
+            if let Some(b) = opts.backend {
+                what += &format!(" for backend {b:?}");
+            }
+            if let Some(a) = &opts.adapter {
+                what += &format!(" matching '{a}'");
+            }
+            return Err(Error::NoAdapter(what));
+        }
+        // Try each candidate in order; the first that gives a device wins.
+        let mut last_err = None;
+        for adapter in adapters.drain(..) {
+            match Self::from_adapter(adapter, opts) {
+                Ok(c) => return Ok(Arc::new(c)),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::NoAdapter(String::new())))
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<GpuContext> {
+        let ai = adapter.get_info();
+        let al = adapter.limits();
+        let need = |what: &str, have: u64, want: u64| -> Result<()> {
+            if have < want {
+                Err(Error::Device(format!(
+                    "adapter '{}' offers {what} = {have}, need {want}",
+                    ai.name
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        need(
+            "max_storage_buffers_per_shader_stage",
+            al.max_storage_buffers_per_shader_stage as u64,
+            STORAGE_BUFFERS_PER_STAGE as u64,
+        )?;
+        need(
+            "max_compute_workgroup_storage_size",
+            al.max_compute_workgroup_storage_size as u64,
+            WORKGROUP_STORAGE_BYTES as u64,
+        )?;
+        need(
+            "max_compute_invocations_per_workgroup",
+            al.max_compute_invocations_per_workgroup as u64,
+            MAX_INVOCATIONS as u64,
+        )?;
+        need(
+            "max_compute_workgroup_size_x",
+            al.max_compute_workgroup_size_x as u64,
+            MAX_INVOCATIONS as u64,
+        )?;
+        if !adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        {
+            return Err(Error::Device(format!(
+                "adapter '{}' has no compute shaders",
+                ai.name
+            )));
+        }
+        // Start from the downlevel defaults (what every compute-capable adapter offers) and
+        // raise what we use to what the adapter offers.
+        let mut limits = wgpu::Limits::downlevel_defaults();
+        limits.max_storage_buffers_per_shader_stage = STORAGE_BUFFERS_PER_STAGE
+            .max(limits.max_storage_buffers_per_shader_stage)
+            .min(al.max_storage_buffers_per_shader_stage);
+        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
+        limits.max_buffer_size = al.max_buffer_size;
+        limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
+        limits.max_compute_workgroup_storage_size = al.max_compute_workgroup_storage_size;
+        limits.max_compute_invocations_per_workgroup = al.max_compute_invocations_per_workgroup;
+        limits.max_compute_workgroup_size_x = al.max_compute_workgroup_size_x;
+        limits.max_compute_workgroup_size_y = al.max_compute_workgroup_size_y;
+        limits.max_compute_workgroup_size_z = al.max_compute_workgroup_size_z;
+        // Never ask for more than the adapter has in fields we did not touch.
+        let limits = limits.or_worse_values_from(&al);
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("tunable"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Device(format!("adapter '{}' ({:?}): {e}", ai.name, ai.backend)))?;
+
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_message = Arc::new(Mutex::new(None));
+        {
+            let (lost, msg) = (lost.clone(), lost_message.clone());
+            device.set_device_lost_callback(move |reason, m| {
+                lost.store(true, Ordering::SeqCst);
+                if let Ok(mut g) = msg.lock() {
+                    *g = Some(format!("{reason:?}: {m}"));
+                }
+            });
+        }
+        let uncaptured = Arc::new(Mutex::new(None));
+        {
+            let slot = uncaptured.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut g) = slot.lock() {
+                    if g.is_none() {
+                        *g = Some(e.to_string());
+                    }
+                }
+            }));
+        }
+
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let uniform = |binding: u32| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let scope = ErrorScope::push(&device);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("tunable kernels"),
+            entries: &[
+                uniform(0),
+                uniform(1),
+                storage(2, true),
+                storage(3, true),
+                storage(4, true),
+                storage(5, true),
+                storage(6, true),
+                storage(7, false),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("tunable kernels"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        scope.pop("creating the bind group layout")?;
+
+        let max_storage = opts
+            .max_storage_binding_size
+            .map_or(limits.max_storage_buffer_binding_size, |m| {
+                m.min(limits.max_storage_buffer_binding_size)
+            });
+        let max_wg = opts
+            .max_workgroups_per_dim
+            .map_or(limits.max_compute_workgroups_per_dimension, |m| {
+                m.clamp(1, limits.max_compute_workgroups_per_dimension)
+            });
+        let info = GpuInfo {
+            name: ai.name.clone(),
+            backend: ai.backend,
+            device_type: ai.device_type,
+            driver: [ai.driver.as_str(), ai.driver_info.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+            max_storage_binding_size: max_storage,
+            max_buffer_size: limits.max_buffer_size,
+            max_workgroups_per_dim: max_wg,
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            max_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        };
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            lost,
+            lost_message,
+            uncaptured,
+            layout,
+            pipeline_layout,
+            pipelines: Arc::new(Mutex::new(HashMap::new())),
+            device_limits: limits,
+            dummy,
+        })
+    }
+
+    /// The same device, queue and pipeline cache with other forced limits (tests use this to
+    /// run the split-dispatch and size-check paths without creating a second device).
+    pub fn with_limits(
+        &self,
+        max_storage_binding_size: Option<u64>,
+        max_workgroups_per_dim: Option<u32>,
+    ) -> Arc<GpuContext> {
+        let l = &self.device_limits;
+        let mut info = self.info.clone();
+        info.max_storage_binding_size = max_storage_binding_size
+            .map_or(l.max_storage_buffer_binding_size, |m| {
+                m.min(l.max_storage_buffer_binding_size)
+            });
+        info.max_workgroups_per_dim = max_workgroups_per_dim
+            .map_or(l.max_compute_workgroups_per_dimension, |m| {
+                m.clamp(1, l.max_compute_workgroups_per_dimension)
+            });
+        Arc::new(GpuContext {
+            device: self.device.clone(),
+            queue: self.queue.clone(),
+            info,
+            lost: self.lost.clone(),
+            lost_message: self.lost_message.clone(),
+            uncaptured: self.uncaptured.clone(),
+            layout: self.layout.clone(),
+            pipeline_layout: self.pipeline_layout.clone(),
+            pipelines: self.pipelines.clone(),
+            device_limits: self.device_limits.clone(),
+            dummy: self.dummy.clone(),
+        })
+    }
+
+    pub fn info(&self) -> &GpuInfo {
+        &self.info
+    }
+
+    /// True when the adapter is a software rasteriser (lavapipe, SwiftShader, WARP, llvmpipe):
+    /// the caller may prefer the fast CPU executor then.
+    pub fn software_only(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest tensor (bytes) one binding can hold: min(max storage binding, max buffer).
+    pub fn max_tensor_bytes(&self) -> u64 {
+        self.info
+            .max_storage_binding_size
+            .min(self.info.max_buffer_size)
+    }
+
+    /// Error if the device was lost (or an error escaped every error scope).
+    pub fn check(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            let m = self
+                .lost_message
+                .lock()
+                .ok()
+                .and_then(|g| g.clone())
+                .unwrap_or_default();
+            return Err(Error::DeviceLost(m));
+        }
+        if let Some(m) = self.uncaptured.lock().ok().and_then(|mut g| g.take()) {
+            return Err(Error::Gpu {
+                context: "an earlier GPU operation".into(),
+                message: m,
+            });
+        }
+        Ok(())
+    }
+
+    /// The pipeline of a kernel variant, compiled on first use and cached.
+    pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.pipelines.lock().map_err(poisoned)?.get(&kernel) {
+            return Ok(p.clone());
+        }
+        // Compile outside the lock; a concurrent compile of the same variant is harmless.
+        let src = kernel.source();
+        let label = kernel.label();
+        let scope = ErrorScope::push(&self.device);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&self.pipeline_layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    // Every kernel writes its workgroup arrays before reading them.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        scope.pop(&format!("compiling kernel {label}"))?;
+        self.check()?;
+        self.pipelines
+            .lock()
+            .map_err(poisoned)?
+            .insert(kernel, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Compiles (and caches) a kernel variant ahead of its first use.
+    pub fn compile(&self, kernel: Kernel) -> Result<()> {
+        self.pipeline(kernel).map(|_| ())
+    }
+
+    /// Number of compiled pipelines (tests, diagnostics).
+    pub fn pipelines_compiled(&self) -> usize {
+        self.pipelines.lock().map(|g| g.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn create_buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        if size > self.info.max_buffer_size {
+            return Err(Error::Gpu {
+                context: format!("allocating {label}"),
+                message: format!(
+                    "{size} bytes exceed the device's max buffer size {}",
+                    self.info.max_buffer_size
+                ),
+            });
+        }
+        let scope = ErrorScope::push(&self.device);
+        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(16).div_ceil(4) * 4,
+            usage,
+            mapped_at_creation: false,
+        });
+        scope.pop(&format!("allocating {label} ({size} bytes)"))?;
+        Ok(b)
+    }
+
+    /// A buffer initialised with `data` (storage or uniform per `usage`).
+    pub(crate) fn buffer_with(
+        &self,
+        label: &str,
+        data: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let b = self.create_buffer(
+            label,
+            data.len() as u64,
+            usage | wgpu::BufferUsages::COPY_DST,
+        )?;
+        if !data.is_empty() {
+            self.queue.write_buffer(&b, 0, data);
+        }
+        Ok(b)
+    }
+
+    /// Submits one command buffer, catching validation and out-of-memory errors.
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
+        let scope = ErrorScope::push(&self.device);
+        let index = self.queue.submit([encoder.finish()]);
+        scope.pop("submitting GPU commands")?;
+        Ok(index)
+    }
+
+    /// Waits for `index` and reads the first `size` bytes of the mappable `staging` buffer.
+    pub(crate) fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        index: wgpu::SubmissionIndex,
+    ) -> Result<Vec<f32>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = tx.send(r);
+        });
+        let fail = |m: String| {
+            self.lost_or(Error::Gpu {
+                context: "reading results back".into(),
+                message: m,
+            })
+        };
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        let status = match rx.try_recv() {
+            Ok(r) => r,
+            Err(_) => {
+                // The callback runs inside poll; another thread's poll may have taken it.
+                let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+                rx.recv_timeout(std::time::Duration::from_secs(120))
+                    .map_err(|_| fail("the buffer map callback never ran".into()))?
+            }
+        };
+        status.map_err(|e| fail(e.to_string()))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(0..size)
+                .map_err(|e| fail(e.to_string()))?;
+            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+        };
+        staging.unmap();
+        self.check()?;
+        Ok(out)
+    }
+
+    fn lost_or(&self, e: Error) -> Error {
+        match self.check() {
+            Err(l) => l,
+            Ok(()) => e,
+        }
+    }
+}
+
+pub(crate) fn poisoned<T>(_: T) -> Error {
+    Error::Gpu {
+        context: "internal lock".into(),
+        message: "a thread panicked while holding a GPU lock".into(),
+    }
+}
+
+/// Validation, out-of-memory and internal error scopes pushed together; `pop` turns the first
+/// captured error into `Error::Gpu`. Scopes are thread-local in wgpu, so push and pop happen
+/// within one call on one thread.
+pub(crate) struct ErrorScope {
+    guards: Vec<wgpu::ErrorScopeGuard>,
+}
+
+impl ErrorScope {
+    pub(crate) fn push(device: &wgpu::Device) -> ErrorScope {
+        ErrorScope {
+            guards: vec![
+                device.push_error_scope(wgpu::ErrorFilter::Internal),
+                device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+                device.push_error_scope(wgpu::ErrorFilter::Validation),
+            ],
+        }
+    }
+
+    pub(crate) fn pop(mut self, context: &str) -> Result<()> {
+        let mut first = None;
+        while let Some(g) = self.guards.pop() {
+            if let Some(e) = pollster::block_on(g.pop()) {
+                if first.is_none() {
+                    first = Some(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err(Error::Gpu {
+                context: context.to_string(),
+                message: format!("{e}"),
+            }),
+        }
+    }
+}

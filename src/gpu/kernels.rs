@@ -1,0 +1,354 @@
+//! Kernel variants: which WGSL file, which constants are prepended, and the per-dispatch
+//! uniform. A variant is a pipeline-cache key; shapes never are (they live in [`Params`]).
+
+use bytemuck::{Pod, Zeroable};
+
+const COMMON: &str = include_str!("../../wgsl/common.wgsl");
+const EPILOGUE: &str = include_str!("../../wgsl/epilogue.wgsl");
+const CONV2D: &str = include_str!("../../wgsl/conv2d.wgsl");
+const CONV1X1: &str = include_str!("../../wgsl/conv1x1.wgsl");
+const DEPTHWISE: &str = include_str!("../../wgsl/depthwise.wgsl");
+const ELTWISE: &str = include_str!("../../wgsl/eltwise.wgsl");
+const SHUFFLE: &str = include_str!("../../wgsl/shuffle.wgsl");
+const MIX: &str = include_str!("../../wgsl/mix.wgsl");
+const FTN: &str = include_str!("../../wgsl/ftn.wgsl");
+
+/// Floats of workgroup memory the conv kernels may use for the staged tiles (the epilogue
+/// vectors take 16 x 7 more; the total stays under 16,352 bytes).
+const CONV_STAGE_FLOATS: u32 = 3960;
+
+/// Epilogue variant of a conv or depthwise kernel.
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EpFlags {
+    pub scale_shift: bool,
+    /// 0 none, 1 ReLU, 2 PReLU.
+    pub act: u8,
+    pub combine: bool,
+    /// Other tensors read by the combine (0..=2).
+    pub others: u8,
+}
+
+impl EpFlags {
+    /// Every epilogue combination (2 x 3 x 4 = 24).
+    pub fn all() -> Vec<EpFlags> {
+        let mut v = vec![];
+        for scale_shift in [false, true] {
+            for act in 0..3 {
+                v.push(EpFlags {
+                    scale_shift,
+                    act,
+                    combine: false,
+                    others: 0,
+                });
+                for others in 0..3 {
+                    v.push(EpFlags {
+                        scale_shift,
+                        act,
+                        combine: true,
+                        others,
+                    });
+                }
+            }
+        }
+        v
+    }
+}
+
+/// One compiled kernel variant.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kernel {
+    /// k x k conv; `pw` deltas mixed into the weights while staging, `pe` in the epilogue.
+    Conv2d {
+        k: u8,
+        stride: u8,
+        pw: u8,
+        pe: u8,
+        ep: EpFlags,
+    },
+    /// 1x1 stride-1 conv (GEMM over pixels).
+    Conv1x1 {
+        pw: u8,
+        pe: u8,
+        ep: EpFlags,
+    },
+    Depthwise {
+        k: u8,
+        pw: u8,
+        pe: u8,
+        ep: EpFlags,
+    },
+    /// `act(u*a + v*b)`, `p` deltas.
+    Eltwise {
+        p: u8,
+        has_b: bool,
+        act: u8,
+    },
+    Shuffle {
+        unshuffle: bool,
+    },
+    /// The unfused weight mix pass.
+    MixWeights {
+        p: u8,
+    },
+    /// One layer of the FTN transform (1: conv + PReLU, 2: conv).
+    Ftn {
+        layer: u8,
+    },
+}
+
+/// Input channels staged per step by the generic conv for kernel size `k` and stride `s`.
+pub fn conv_ci_tile(k: u32, s: u32) -> u32 {
+    let in_tile = (7 * s + k) * (15 * s + k);
+    let per_ci = in_tile + k * k * 16;
+    (CONV_STAGE_FLOATS / per_ci).clamp(1, 16)
+}
+
+/// Input channels staged per step by the 1x1 conv.
+pub const CONV1X1_CI_TILE: u32 = 16;
+
+struct Consts {
+    k: u32,
+    s: u32,
+    pw: u32,
+    pe: u32,
+    ep: EpFlags,
+    ci_t: u32,
+    mode: u32,
+}
+
+impl Kernel {
+    fn consts(&self) -> Consts {
+        let mut c = Consts {
+            k: 1,
+            s: 1,
+            pw: 0,
+            pe: 0,
+            ep: EpFlags::default(),
+            ci_t: 1,
+            mode: 0,
+        };
+        match *self {
+            Kernel::Conv2d {
+                k,
+                stride,
+                pw,
+                pe,
+                ep,
+            } => {
+                c.k = k as u32;
+                c.s = stride as u32;
+                c.pw = pw as u32;
+                c.pe = pe as u32;
+                c.ep = ep;
+                c.ci_t = conv_ci_tile(c.k, c.s);
+            }
+            Kernel::Conv1x1 { pw, pe, ep } => {
+                c.pw = pw as u32;
+                c.pe = pe as u32;
+                c.ep = ep;
+                c.ci_t = CONV1X1_CI_TILE;
+            }
+            Kernel::Depthwise { k, pw, pe, ep } => {
+                c.k = k as u32;
+                c.pw = pw as u32;
+                c.pe = pe as u32;
+                c.ep = ep;
+            }
+            Kernel::Eltwise { p, has_b, act } => {
+                c.pe = p as u32;
+                c.ep.act = act;
+                c.mode = has_b as u32;
+            }
+            Kernel::Shuffle { unshuffle } => c.mode = (!unshuffle) as u32,
+            Kernel::MixWeights { p } => c.pw = p as u32,
+            Kernel::Ftn { layer } => c.mode = layer as u32,
+        }
+        c
+    }
+
+    /// The full WGSL source of this variant: constants, shared code, kernel.
+    pub fn source(&self) -> String {
+        let c = self.consts();
+        let mut s = format!(
+            "// variant: {self:?}\n\
+             const K: u32 = {}u;\nconst S: u32 = {}u;\nconst PW: u32 = {}u;\nconst PE: u32 = {}u;\n\
+             const HAS_SS: bool = {};\nconst ACT: u32 = {}u;\nconst COMBINE: bool = {};\n\
+             const N_OTHERS: u32 = {}u;\nconst CI_T: u32 = {}u;\nconst MODE: u32 = {}u;\n\n",
+            c.k,
+            c.s,
+            c.pw,
+            c.pe,
+            c.ep.scale_shift,
+            c.ep.act,
+            c.ep.combine,
+            c.ep.others,
+            c.ci_t,
+            c.mode
+        );
+        s.push_str(COMMON);
+        let (epilogue, body) = match self {
+            Kernel::Conv2d { .. } => (true, CONV2D),
+            Kernel::Conv1x1 { .. } => (true, CONV1X1),
+            Kernel::Depthwise { .. } => (true, DEPTHWISE),
+            Kernel::Eltwise { .. } => (true, ELTWISE),
+            Kernel::Shuffle { .. } => (false, SHUFFLE),
+            Kernel::MixWeights { .. } => (false, MIX),
+            Kernel::Ftn { .. } => (false, FTN),
+        };
+        if epilogue {
+            s.push('\n');
+            s.push_str(EPILOGUE);
+        }
+        s.push('\n');
+        s.push_str(body);
+        s
+    }
+
+    /// A short name for labels and error messages.
+    pub fn label(&self) -> String {
+        format!("{self:?}")
+    }
+
+    /// Every variant the executor can generate (the naga test validates all of them).
+    pub fn all_variants() -> Vec<Kernel> {
+        let mut v = vec![];
+        // (pw, pe): fused mix (pw = pe = P) or unfused (pw = 0, pe = P).
+        let mixes: Vec<(u8, u8)> = (0..=4u8)
+            .map(|p| (p, p))
+            .chain((1..=4u8).map(|p| (0, p)))
+            .collect();
+        for ep in EpFlags::all() {
+            for &(pw, pe) in &mixes {
+                for k in [1u8, 3, 5, 7] {
+                    for stride in [1u8, 2] {
+                        v.push(Kernel::Conv2d {
+                            k,
+                            stride,
+                            pw,
+                            pe,
+                            ep,
+                        });
+                    }
+                    v.push(Kernel::Depthwise { k, pw, pe, ep });
+                }
+                v.push(Kernel::Conv1x1 { pw, pe, ep });
+            }
+        }
+        for p in 0..=4u8 {
+            for has_b in [false, true] {
+                for act in 0..3 {
+                    v.push(Kernel::Eltwise { p, has_b, act });
+                }
+            }
+            v.push(Kernel::MixWeights { p });
+        }
+        v.push(Kernel::Shuffle { unshuffle: true });
+        v.push(Kernel::Shuffle { unshuffle: false });
+        v.push(Kernel::Ftn { layer: 1 });
+        v.push(Kernel::Ftn { layer: 2 });
+        v
+    }
+}
+
+/// The per-dispatch uniform (matches `Params` in wgsl/common.wgsl; 192 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Params {
+    pub d0: [u32; 4],
+    pub d1: [u32; 4],
+    pub d2: [u32; 4],
+    pub e0: [u32; 4],
+    pub e1: [u32; 4],
+    pub coef_off: [f32; 4],
+    pub coef_gain: [[f32; 4]; 4],
+    pub noise_gain: [f32; 4],
+    pub noise_off: [f32; 4],
+}
+
+/// One dispatch of a possibly split grid: workgroup offset and count per dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub offset: [u32; 3],
+    pub count: [u32; 3],
+}
+
+/// Splits a grid of workgroups into dispatches of at most `max` per dimension.
+pub fn split_grid(grid: [u32; 3], max: u32) -> Vec<Piece> {
+    let max = max.max(1);
+    let ranges = |n: u32| -> Vec<(u32, u32)> {
+        (0..n.div_ceil(max))
+            .map(|i| (i * max, (n - i * max).min(max)))
+            .collect()
+    };
+    let mut v = vec![];
+    if grid.contains(&0) {
+        return v;
+    }
+    for &(oz, cz) in &ranges(grid[2]) {
+        for &(oy, cy) in &ranges(grid[1]) {
+            for &(ox, cx) in &ranges(grid[0]) {
+                v.push(Piece {
+                    offset: [ox, oy, oz],
+                    count: [cx, cy, cz],
+                });
+            }
+        }
+    }
+    v
+}
+
+/// Lays `groups` workgroups of a 1-D kernel on a 2-D grid: (x, y) and the row pitch.
+pub fn grid_1d(groups: u32, max: u32) -> ([u32; 2], u32) {
+    let nx = groups.clamp(1, max.max(1));
+    ([nx, groups.div_ceil(nx)], nx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_grid_covers_every_workgroup_once() {
+        for grid in [[1, 1, 1], [5, 3, 7], [7, 1, 1], [1, 9, 2], [300, 2, 1]] {
+            for max in [1, 2, 3, 1000] {
+                let mut seen = std::collections::HashSet::new();
+                for Piece { offset, count } in split_grid(grid, max) {
+                    assert!(count.iter().all(|&c| c >= 1 && c <= max));
+                    for z in 0..count[2] {
+                        for y in 0..count[1] {
+                            for x in 0..count[0] {
+                                assert!(seen.insert([offset[0] + x, offset[1] + y, offset[2] + z]));
+                            }
+                        }
+                    }
+                }
+                assert_eq!(seen.len() as u32, grid.iter().product::<u32>());
+                assert!(seen.iter().all(|p| (0..3).all(|d| p[d] < grid[d])));
+            }
+        }
+    }
+
+    #[test]
+    fn grid_1d_fits_the_limit_and_covers_all_groups() {
+        for groups in [1u32, 2, 7, 65535, 65536, 1 << 24] {
+            for max in [1u32, 2, 65535] {
+                let ([x, y], pitch) = grid_1d(groups, max);
+                assert!(x <= max && x == pitch);
+                assert!(x as u64 * y as u64 >= groups as u64);
+                assert!((x as u64) * (y as u64 - 1) < groups as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn conv_tiles_fit_in_workgroup_memory() {
+        for k in [1, 3, 5, 7] {
+            for s in [1, 2] {
+                let ci = conv_ci_tile(k, s);
+                let floats = ci * ((7 * s + k) * (15 * s + k) + k * k * 16) + 16 * 7;
+                assert!(floats * 4 <= 16_352, "k {k} s {s}: {} bytes", floats * 4);
+            }
+        }
+        assert!((CONV1X1_CI_TILE * (128 + 16) + 16 * 7) * 4 <= 16_352);
+    }
+}

@@ -1,0 +1,693 @@
+//! Every WGSL kernel against its CPU twin in `tunable::cpu::reference` (the oracle), on random
+//! shapes and weights. All GPU tests live in this one binary and share one context.
+//! Without an adapter they print a skip message; with TUNABLE_REQUIRE_GPU=1 they fail.
+//! `cargo test --release --test gpu_kernels -- --nocapture` prints the largest differences.
+
+mod common;
+
+use common::gpu::*;
+use tunable::cpu::reference;
+use tunable::gpu::kernels::EpFlags;
+use tunable::gpu::{self as g, GpuContext, GpuPlan};
+use tunable::plan::{Activation, Op, Plan, Shape};
+use tunable::tensor::Tensor;
+use tunable::Error;
+
+const NO_EP: EpFlags = EpFlags {
+    scale_shift: false,
+    act: 0,
+    combine: false,
+    others: 0,
+};
+/// Scale/shift, PReLU and a combine with one other tensor: most of the epilogue at once.
+const FULL_EP: EpFlags = EpFlags {
+    scale_shift: true,
+    act: 2,
+    combine: true,
+    others: 1,
+};
+
+// Lavapipe JIT-compiles each pipeline on first use (~0.3-0.5 s of CPU for a conv), so the
+// tests reuse a small set of variants: shape sweeps run the per-(k, stride) variant below,
+// and only the dedicated tests add P and epilogue variants.
+
+/// The delta count used for a (k, stride) pair in the shape sweeps.
+fn p_of(k: usize, stride: usize) -> usize {
+    (k + 2 * stride) % 5
+}
+
+/// A subset of epilogues in which every flag value occurs (for the kernels that share
+/// epilogue.wgsl with the conv that runs all 24).
+fn ep_subset() -> Vec<EpFlags> {
+    vec![
+        NO_EP,
+        EpFlags {
+            scale_shift: true,
+            act: 1,
+            combine: false,
+            others: 0,
+        },
+        EpFlags {
+            scale_shift: false,
+            act: 2,
+            combine: true,
+            others: 2,
+        },
+        EpFlags {
+            scale_shift: true,
+            act: 0,
+            combine: true,
+            others: 0,
+        },
+        FULL_EP,
+    ]
+}
+
+/// Runs a conv spec on the GPU and the reference; returns the GPU result.
+fn check_conv(
+    ctx: &std::sync::Arc<GpuContext>,
+    w: &mut Worst,
+    seed: u64,
+    s: &ConvSpec,
+    h: usize,
+    wd: usize,
+) -> Tensor {
+    let mut r = rng(seed);
+    let conv = rand_conv(&mut r, s);
+    let x = rand_tensor(&mut r, Shape::new(s.cin, h, wd));
+    let level = rand_level(&mut r);
+    let op = Op::Conv2d(conv.clone());
+    let out = op.out_shape(x.shape).unwrap();
+    let others: Vec<Tensor> = (0..s.ep.others).map(|_| rand_tensor(&mut r, out)).collect();
+    let orefs: Vec<&Tensor> = others.iter().collect();
+    let n = node("conv", op, 0, vec![], 1);
+    let gpu = g::run_node(ctx, &n, &level, &x, &orefs).unwrap();
+    let cpu = reference::run_node(&n, &level, &x, &orefs);
+    let case = format!(
+        "cin {} cout {} k {} s {} P {} {:?} noise {} unfused {} on {h}x{wd}",
+        s.cin, s.cout, s.k, s.stride, s.p, s.ep, s.noise, s.unfused
+    );
+    w.check(&case, &gpu, &cpu, conv.cin * conv.k * conv.k);
+    gpu
+}
+
+#[test]
+fn conv2d_matches_reference_on_random_shapes() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("conv2d (k 1/3/5/7, s 1/2)");
+    // (cin, cout, k, stride, h, w): 1x1 images, images smaller than the kernel, odd sizes,
+    // channel tails (1, 3, 5, 17), 64 channels on few pixels, 33x65 with small channels.
+    let cases = [
+        (1, 1, 3, 1, 1, 1),
+        (3, 5, 7, 1, 1, 1),
+        (5, 3, 5, 2, 2, 3),
+        (3, 17, 7, 2, 3, 2),
+        (1, 3, 3, 1, 7, 5),
+        (3, 1, 5, 1, 7, 5),
+        (5, 17, 3, 2, 7, 5),
+        (17, 5, 1, 2, 7, 5),
+        (3, 5, 3, 1, 33, 65),
+        (3, 4, 7, 2, 33, 65),
+        (1, 3, 5, 1, 33, 65),
+        (64, 64, 3, 1, 6, 5),
+        (64, 17, 3, 2, 9, 4),
+        (17, 64, 1, 1, 5, 7),
+        (64, 3, 1, 2, 3, 3),
+        (5, 5, 7, 1, 17, 9),
+        (3, 3, 1, 1, 33, 65),
+    ];
+    for (i, &(cin, cout, k, stride, h, wd)) in cases.iter().enumerate() {
+        let s = ConvSpec {
+            cin,
+            cout,
+            k,
+            stride,
+            p: p_of(k, stride),
+            ep: FULL_EP,
+            noise: i % 3 == 0,
+            unfused: false,
+        };
+        check_conv(&ctx, &mut w, 100 + i as u64, &s, h, wd);
+    }
+    w.print();
+}
+
+#[test]
+fn conv_every_kernel_size_stride_and_deltas_count() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("conv k x s, P = 0..4");
+    let mut seed = 1000;
+    for k in [1, 3, 5, 7] {
+        for stride in [1, 2] {
+            let s = ConvSpec {
+                cin: 5,
+                cout: 17,
+                k,
+                stride,
+                p: p_of(k, stride),
+                ep: FULL_EP,
+                noise: k == 3,
+                unfused: false,
+            };
+            check_conv(&ctx, &mut w, seed, &s, 9, 11);
+            seed += 1;
+        }
+    }
+    for p in 0..=4 {
+        let s = ConvSpec {
+            cin: 6,
+            cout: 20,
+            k: 3,
+            stride: 1,
+            p,
+            ep: NO_EP,
+            noise: p == 2,
+            unfused: false,
+        };
+        check_conv(&ctx, &mut w, seed, &s, 9, 11);
+        seed += 1;
+    }
+    w.print();
+}
+
+#[test]
+fn conv_every_epilogue_combination() {
+    let Some(ctx) = ctx() else { return };
+    let mut w3 = Worst::new("conv2d 3x3, all 24 epilogues");
+    let mut w1 = Worst::new("conv1x1, epilogue subset");
+    for (i, ep) in EpFlags::all().into_iter().enumerate() {
+        let s = ConvSpec {
+            cin: 3,
+            cout: 5,
+            k: 3,
+            stride: 1,
+            p: 1,
+            ep,
+            noise: false,
+            unfused: false,
+        };
+        check_conv(&ctx, &mut w3, 2000 + i as u64, &s, 5, 7);
+    }
+    for (i, ep) in ep_subset().into_iter().enumerate() {
+        let s = ConvSpec {
+            cin: 17,
+            cout: 3,
+            k: 1,
+            stride: 1,
+            p: 2,
+            ep,
+            noise: i % 2 == 0,
+            unfused: false,
+        };
+        check_conv(&ctx, &mut w1, 3000 + i as u64, &s, 7, 5);
+    }
+    w3.print();
+    w1.print();
+}
+
+#[test]
+fn fused_mix_equals_unfused_mix_pass_plus_plain_conv() {
+    let Some(ctx) = ctx() else { return };
+    let mut wf = Worst::new("conv fused vs unfused mix");
+    let mut wu = Worst::new("conv unfused mix (vs cpu)");
+    for (i, &(k, stride)) in [(3, 1), (3, 2), (1, 1), (5, 1), (7, 2)].iter().enumerate() {
+        let (p, ep) = (p_of(k, stride).max(1), FULL_EP);
+        let spec = |unfused| ConvSpec {
+            cin: 5,
+            cout: 17,
+            k,
+            stride,
+            p,
+            ep,
+            noise: false,
+            unfused,
+        };
+        let seed = 4000 + i as u64;
+        // Same seed: same weights, input and level; only the mix path differs.
+        let fused = check_conv(&ctx, &mut wf, seed, &spec(false), 10, 13);
+        let unfused = check_conv(&ctx, &mut wu, seed, &spec(true), 10, 13);
+        wf.check(
+            &format!("k {k} s {stride} P {p}"),
+            &fused,
+            &unfused,
+            5 * k * k,
+        );
+    }
+    wf.print();
+    wu.print();
+}
+
+#[test]
+fn mix_pass_matches_reference() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("mix pass");
+    for p in 0..=4 {
+        let mut r = rng(5000 + p as u64);
+        let n = 1000 + 37 * p;
+        let mixed = mixed(&mut r, n, p, 0.0, 1.0);
+        let mix = rand_mix(&mut r, p);
+        let level = rand_level(&mut r);
+        let gpu = g::mix_weights(&ctx, &mixed, &mix.coefs, &level).unwrap();
+        let cpu = reference::mix_weights(&mixed, &mix.eval(&level));
+        let s = Shape::new(1, 1, n);
+        w.check(
+            &format!("P {p}"),
+            &Tensor::from_vec(s, gpu),
+            &Tensor::from_vec(s, cpu),
+            p + 1,
+        );
+    }
+    w.print();
+}
+
+#[test]
+fn depthwise_matches_reference() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("depthwise");
+    let cases = [
+        (1, 1, 1),
+        (3, 1, 1),
+        (5, 2, 3),
+        (17, 7, 5),
+        (3, 33, 65),
+        (64, 5, 6),
+        (1, 18, 17),
+    ];
+    let mut seed = 6000;
+    for k in [1, 3, 5, 7] {
+        for &(c, h, wd) in cases.iter() {
+            seed += 1;
+            let p = k % 5;
+            let mut r = rng(seed);
+            let ep = FULL_EP;
+            let dw = rand_depthwise(&mut r, c, k, p, ep);
+            let x = rand_tensor(&mut r, Shape::new(c, h, wd));
+            let others: Vec<Tensor> = (0..ep.others)
+                .map(|_| rand_tensor(&mut r, x.shape))
+                .collect();
+            let orefs: Vec<&Tensor> = others.iter().collect();
+            let level = rand_level(&mut r);
+            let n = node("dw", Op::Depthwise(dw), 0, vec![], 1);
+            let gpu = g::run_node(&ctx, &n, &level, &x, &orefs).unwrap();
+            let cpu = reference::run_node(&n, &level, &x, &orefs);
+            w.check(
+                &format!("k {k} c {c} {h}x{wd} P {p} {ep:?}"),
+                &gpu,
+                &cpu,
+                k * k,
+            );
+        }
+    }
+    // The epilogue subset on one kernel size (all 24 run on the conv; the code is shared).
+    for (i, ep) in ep_subset().into_iter().enumerate() {
+        let mut r = rng(6500 + i as u64);
+        let dw = rand_depthwise(&mut r, 5, 3, 2, ep);
+        let x = rand_tensor(&mut r, Shape::new(5, 6, 7));
+        let others: Vec<Tensor> = (0..ep.others)
+            .map(|_| rand_tensor(&mut r, x.shape))
+            .collect();
+        let orefs: Vec<&Tensor> = others.iter().collect();
+        let level = rand_level(&mut r);
+        let n = node("dw", Op::Depthwise(dw), 0, vec![], 1);
+        let gpu = g::run_node(&ctx, &n, &level, &x, &orefs).unwrap();
+        let cpu = reference::run_node(&n, &level, &x, &orefs);
+        w.check(&format!("epilogue {ep:?}"), &gpu, &cpu, 9);
+    }
+    w.print();
+}
+
+#[test]
+fn eltwise_matches_reference() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("eltwise");
+    let mut seed = 7000;
+    let mut variants: Vec<(usize, bool, u8)> =
+        (0..=4).map(|p| (p, p % 2 == 1, (p % 3) as u8)).collect();
+    variants.extend(
+        [false, true]
+            .iter()
+            .flat_map(|&b| (0..3u8).map(move |a| (1, b, a))),
+    );
+    for (p, has_b, act) in variants {
+        seed += 1;
+        let mut r = rng(seed);
+        let (c, h, wd) = [(1, 1, 1), (3, 7, 5), (17, 5, 3), (5, 33, 65)][(seed % 4) as usize];
+        let e = rand_eltwise(&mut r, c, p, has_b, act);
+        let a = rand_tensor(&mut r, Shape::new(c, h, wd));
+        let b = rand_tensor(&mut r, a.shape);
+        let level = rand_level(&mut r);
+        let others: Vec<&Tensor> = if has_b { vec![&b] } else { vec![] };
+        let n = node("elt", Op::Eltwise(e), 0, vec![], 1);
+        let gpu = g::run_node(&ctx, &n, &level, &a, &others).unwrap();
+        let cpu = reference::run_node(&n, &level, &a, &others);
+        w.check(
+            &format!("P {p} b {has_b} act {act} {c}x{h}x{wd}"),
+            &gpu,
+            &cpu,
+            2,
+        );
+    }
+    w.print();
+}
+
+#[test]
+fn shuffle_and_unshuffle_match_reference_exactly() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("shuffle / unshuffle");
+    for (i, &(c, h, wd)) in [(1, 2, 2), (3, 8, 6), (4, 34, 66), (5, 2, 10)]
+        .iter()
+        .enumerate()
+    {
+        let mut r = rng(8000 + i as u64);
+        let x = rand_tensor(&mut r, Shape::new(c, h, wd));
+        let n = node("un", Op::Unshuffle, 0, vec![], 1);
+        let gpu = g::run_node(&ctx, &n, &[0.0; 4], &x, &[]).unwrap();
+        let cpu = reference::unshuffle(&x);
+        assert_eq!(gpu, cpu, "unshuffle {c}x{h}x{wd}");
+        w.check("unshuffle", &gpu, &cpu, 1);
+        let n = node("sh", Op::Shuffle, 0, vec![], 1);
+        let back = g::run_node(&ctx, &n, &[0.0; 4], &gpu, &[]).unwrap();
+        assert_eq!(back, reference::shuffle(&cpu), "shuffle {c}x{h}x{wd}");
+        assert_eq!(back, x, "shuffle(unshuffle(x)) == x");
+        w.check("shuffle", &back, &x, 1);
+    }
+    w.print();
+}
+
+#[test]
+fn ftn_transform_matches_reference() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("ftn transform");
+    for (i, &(cout, cin, k, groups, slope_len)) in [
+        (4, 8, 3, 1, 1),
+        (17, 16, 3, 4, 16),
+        (3, 5, 5, 5, 5),
+        (64, 64, 1, 16, 1),
+        (2, 6, 7, 2, 6),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut r = rng(9000 + i as u64);
+        let gs = cin / groups;
+        let weight = rand_vec(&mut r, cout * cin * k * k, 0.5);
+        let (w1, b1, slope, w2, b2) = (
+            rand_vec(&mut r, cin * gs, 1.0 / (gs as f32).sqrt()),
+            rand_vec(&mut r, cin, 0.1),
+            rand_vec(&mut r, slope_len, 0.3),
+            rand_vec(&mut r, cin * gs, 1.0 / (gs as f32).sqrt()),
+            rand_vec(&mut r, cin, 0.1),
+        );
+        let f = reference::FtnParams {
+            groups,
+            w1: &w1,
+            b1: &b1,
+            slope: &slope,
+            w2: &w2,
+            b2: &b2,
+        };
+        let gpu = g::ftn_transform(&ctx, &weight, cout, cin, k, &f).unwrap();
+        let cpu = reference::ftn_transform(&weight, cout, cin, k, &f);
+        let s = Shape::new(cout, cin, k * k);
+        w.check(
+            &format!("cout {cout} cin {cin} k {k} groups {groups}"),
+            &Tensor::from_vec(s, gpu),
+            &Tensor::from_vec(s, cpu),
+            2 * gs,
+        );
+    }
+    w.print();
+}
+
+/// unshuffle -> conv (noise channel, ReLU) -> depthwise (AdaFM-like, combine with its input)
+/// -> conv (PReLU) -> eltwise (residual) -> conv (unfused mix) -> shuffle.
+fn small_plan(seed: u64) -> Plan {
+    let mut r = rng(seed);
+    let relu = EpFlags { act: 1, ..NO_EP };
+    let c1 = rand_conv(
+        &mut r,
+        &ConvSpec {
+            cin: 12,
+            cout: 16,
+            k: 3,
+            stride: 1,
+            p: 1,
+            ep: relu,
+            noise: true,
+            unfused: false,
+        },
+    );
+    let mut dw = rand_depthwise(
+        &mut r,
+        16,
+        3,
+        1,
+        EpFlags {
+            combine: true,
+            others: 1,
+            ..NO_EP
+        },
+    );
+    dw.epilogue.act = Activation::None;
+    let c2 = rand_conv(
+        &mut r,
+        &ConvSpec {
+            cin: 16,
+            cout: 16,
+            k: 3,
+            stride: 1,
+            p: 2,
+            ep: EpFlags {
+                act: 2,
+                scale_shift: true,
+                ..NO_EP
+            },
+            noise: false,
+            unfused: false,
+        },
+    );
+    let e = rand_eltwise(&mut r, 16, 1, true, 0);
+    let c3 = rand_conv(
+        &mut r,
+        &ConvSpec {
+            cin: 16,
+            cout: 12,
+            k: 3,
+            stride: 1,
+            p: 1,
+            ep: NO_EP,
+            noise: false,
+            unfused: true,
+        },
+    );
+    Plan {
+        in_channels: 3,
+        num_tensors: 8,
+        nodes: vec![
+            node("unshuffle", Op::Unshuffle, 0, vec![], 1),
+            node("head", Op::Conv2d(c1), 1, vec![], 2),
+            node("adafm", Op::Depthwise(dw), 2, vec![2], 3),
+            node("body", Op::Conv2d(c2), 3, vec![], 4),
+            node("skip", Op::Eltwise(e), 4, vec![2], 5),
+            node("tail", Op::Conv2d(c3), 5, vec![], 6),
+            node("shuffle", Op::Shuffle, 6, vec![], 7),
+        ],
+        output: 7,
+    }
+}
+
+#[test]
+fn whole_plan_matches_reference_and_level_moves_without_rebuild() {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new("whole plan (7 nodes)");
+    let plan = small_plan(11);
+    let gp = GpuPlan::new(ctx.clone(), &plan).unwrap();
+    let mut r = rng(12);
+    for &(h, wd) in &[(10, 14), (2, 2), (10, 14)] {
+        let x = rand_tensor(&mut r, Shape::new(3, h, wd));
+        for _ in 0..2 {
+            let level = rand_level(&mut r);
+            let gpu = gp.run(&x, &level).unwrap();
+            let cpu = reference::run_plan(&plan, &level, &x);
+            w.check(&format!("{h}x{wd} at {level:?}"), &gpu, &cpu, 16 * 9 * 3);
+        }
+    }
+    // Two sizes were prepared once each; the level moves only rewrote the level uniform.
+    assert_eq!(gp.prepared_sizes(), 2);
+    w.print();
+}
+
+#[test]
+fn split_dispatches_equal_unsplit_exactly() {
+    let Some(ctx) = ctx() else { return };
+    // At most 2 workgroups per dimension: every kernel runs as many small dispatches.
+    let small = ctx.with_limits(None, Some(2));
+    assert_eq!(small.info().max_workgroups_per_dim, 2);
+    let plan = small_plan(21);
+    let mut r = rng(22);
+    let x = rand_tensor(&mut r, Shape::new(3, 38, 70));
+    let level = rand_level(&mut r);
+    let a = GpuPlan::new(ctx.clone(), &plan)
+        .unwrap()
+        .run(&x, &level)
+        .unwrap();
+    let b = GpuPlan::new(small.clone(), &plan)
+        .unwrap()
+        .run(&x, &level)
+        .unwrap();
+    assert_eq!(a.data, b.data, "split dispatch changed the result");
+    // Single kernels with large grids along one dimension: 1x1 (pixel blocks), stride-2 k7,
+    // depthwise (channels along z), eltwise, and the FTN/mix passes.
+    for (i, op) in [
+        Op::Conv2d(rand_conv(
+            &mut r,
+            &ConvSpec {
+                cin: 3,
+                cout: 40,
+                k: 1,
+                stride: 1,
+                p: 1,
+                ep: NO_EP,
+                noise: false,
+                unfused: false,
+            },
+        )),
+        Op::Conv2d(rand_conv(
+            &mut r,
+            &ConvSpec {
+                cin: 3,
+                cout: 40,
+                k: 7,
+                stride: 2,
+                p: 1,
+                ep: NO_EP,
+                noise: true,
+                unfused: true,
+            },
+        )),
+        Op::Depthwise(rand_depthwise(&mut r, 3, 5, 1, NO_EP)),
+        Op::Eltwise(rand_eltwise(&mut r, 3, 1, false, 1)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = node("n", op, 0, vec![], 1);
+        let a = g::run_node(&ctx, &n, &level, &x, &[]).unwrap();
+        let b = g::run_node(&small, &n, &level, &x, &[]).unwrap();
+        assert_eq!(a.data, b.data, "split dispatch changed node {i}");
+    }
+    let mixed_w = mixed(&mut r, 3000, 2, 0.0, 1.0);
+    let mix = rand_mix(&mut r, 2);
+    assert_eq!(
+        g::mix_weights(&ctx, &mixed_w, &mix.coefs, &level).unwrap(),
+        g::mix_weights(&small, &mixed_w, &mix.coefs, &level).unwrap()
+    );
+    println!(
+        "[split] 2 workgroups/dim: plan on 38x70 and 4 single kernels bitwise equal to unsplit"
+    );
+}
+
+#[test]
+fn oversized_tensors_are_a_clear_error_not_a_panic() {
+    let Some(ctx) = ctx() else { return };
+    // 32 KiB bindings: the weights fit, a 16 x 24 x 24 feature map (36 KiB) does not.
+    let tiny = ctx.with_limits(Some(32768), None);
+    assert_eq!(tiny.max_tensor_bytes(), 32768);
+    let plan = small_plan(31);
+    let gp = GpuPlan::new(tiny, &plan).unwrap();
+    assert_eq!(gp.max_tensor_bytes(), 32768);
+    let x = Tensor::zeros(Shape::new(3, 48, 48)); // 27 KiB
+    match gp.run(&x, &[0.0; 4]) {
+        Err(Error::Shape(m)) => {
+            assert!(m.contains("'head'"), "{m}");
+            println!("[limits] oversized tensor: {m}");
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    assert!(gp
+        .run(&Tensor::zeros(Shape::new(3, 32, 32)), &[0.0; 4])
+        .is_ok());
+    // Wrong channel count and odd sizes for the unshuffle: errors too.
+    assert!(matches!(
+        gp.run(&Tensor::zeros(Shape::new(2, 4, 4)), &[0.0; 4]),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        gp.run(&Tensor::zeros(Shape::new(3, 5, 4)), &[0.0; 4]),
+        Err(Error::Shape(_))
+    ));
+    // The context is still healthy after those errors.
+    let ok = GpuPlan::new(ctx.clone(), &plan)
+        .unwrap()
+        .run(&Tensor::zeros(Shape::new(3, 4, 4)), &[0.0; 4]);
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn runs_from_several_threads_at_several_levels() {
+    let Some(ctx) = ctx() else { return };
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GpuContext>();
+    assert_send_sync::<GpuPlan>();
+    let plan = small_plan(41);
+    let gp = GpuPlan::new(ctx.clone(), &plan).unwrap();
+    let mut r = rng(42);
+    let x = rand_tensor(&mut r, Shape::new(3, 8, 6));
+    let levels: Vec<_> = (0..4).map(|_| rand_level(&mut r)).collect();
+    let mut w = Worst::new("plan from 4 threads");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = levels
+            .iter()
+            .map(|l| s.spawn(|| (0..3).map(|_| gp.run(&x, l).unwrap()).collect::<Vec<_>>()))
+            .collect();
+        for (h, l) in handles.into_iter().zip(&levels) {
+            let cpu = reference::run_plan(&plan, l, &x);
+            for gpu in h.join().unwrap() {
+                w.check("thread", &gpu, &cpu, 16 * 9 * 3);
+            }
+        }
+    });
+    w.print();
+}
+
+#[test]
+fn bad_nodes_are_errors() {
+    let Some(ctx) = ctx() else { return };
+    let mut r = rng(51);
+    let mut conv = rand_conv(
+        &mut r,
+        &ConvSpec {
+            cin: 3,
+            cout: 4,
+            k: 3,
+            stride: 1,
+            p: 1,
+            ep: NO_EP,
+            noise: false,
+            unfused: false,
+        },
+    );
+    conv.weight.pop();
+    let n = node("bad", Op::Conv2d(conv), 0, vec![], 1);
+    let x = rand_tensor(&mut r, Shape::new(3, 4, 4));
+    match g::run_node(&ctx, &n, &[0.0; 4], &x, &[]) {
+        Err(Error::Shape(m)) => assert!(m.contains("bad"), "{m}"),
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    let mut conv = rand_conv(
+        &mut r,
+        &ConvSpec {
+            cin: 3,
+            cout: 4,
+            k: 4,
+            stride: 1,
+            p: 0,
+            ep: NO_EP,
+            noise: false,
+            unfused: false,
+        },
+    );
+    conv.k = 4;
+    let n = node("k4", Op::Conv2d(conv), 0, vec![], 1);
+    assert!(g::run_node(&ctx, &n, &[0.0; 4], &x, &[]).is_err());
+}
