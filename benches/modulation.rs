@@ -5,6 +5,7 @@
 //! and ratios measured in the same run. Backends: the fast CPU executor always; the GPU when a
 //! real adapter exists (or `TUNABLE_BENCH_GPU=1` forces a software one — slow: shrink with
 //! `TUNABLE_BENCH_SIZE=64`). Image: 256x256 color unless `TUNABLE_BENCH_SIZE` says otherwise.
+//! `TUNABLE_BENCH_BACKENDS=gpu` (or `cpu`) times one executor only.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,9 +28,20 @@ fn size() -> usize {
     std::env::var("TUNABLE_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(256)
 }
 
+/// `TUNABLE_BENCH_BACKENDS=cpu,gpu` (default both) picks the executors to time.
+fn wanted(backend: &str) -> bool {
+    std::env::var("TUNABLE_BENCH_BACKENDS").map(|v| v.split(',').any(|b| b.trim() == backend)).unwrap_or(true)
+}
+
 fn engines() -> Vec<(String, Engine)> {
     let quiet = |backend| EngineOptions { backend, quiet: true, ..Default::default() };
-    let mut out = vec![("cpu".to_string(), Engine::with_options(quiet(BackendChoice::Cpu)).expect("cpu engine"))];
+    let mut out = vec![];
+    if wanted("cpu") {
+        out.push(("cpu".to_string(), Engine::with_options(quiet(BackendChoice::Cpu)).expect("cpu engine")));
+    }
+    if !wanted("gpu") {
+        return out;
+    }
     match Engine::with_options(quiet(BackendChoice::Gpu)) {
         Ok(e) => {
             let software = e.gpu_context().map(|c| c.software_only()).unwrap_or(true);
