@@ -6,7 +6,10 @@ pub const SOURCE: &str = "weights/denoise-color.safetensors";
 
 /// The model file's bytes, or `None` when the binary was built without it.
 #[cfg(tunable_default_model)]
-pub const BYTES: Option<&[u8]> = Some(include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/weights/denoise-color.safetensors")));
+pub const BYTES: Option<&[u8]> = Some(include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/weights/denoise-color.safetensors"
+)));
 
 #[cfg(not(tunable_default_model))]
 pub const BYTES: Option<&[u8]> = None;

@@ -36,7 +36,11 @@ pub fn text_size(text: &str, scale: u32) -> (u32, u32) {
 }
 
 /// Calls `put(x, y)` for every set pixel of `text` at `scale`, relative to its top-left corner.
-fn render<E>(text: &str, scale: u32, mut put: impl FnMut(i32, i32) -> std::result::Result<(), E>) -> std::result::Result<(), E> {
+fn render<E>(
+    text: &str,
+    scale: u32,
+    mut put: impl FnMut(i32, i32) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let s = scale as i32;
     for (i, c) in text.chars().enumerate() {
         let g = glyph(c);
@@ -90,12 +94,22 @@ pub fn boxed_text(img: &mut RgbImage, x: i32, y: i32, text: &str, scale: u32) {
     let (w, h) = text_size(text, scale);
     let pad = 2 * scale;
     fill_rect(img, x, y, w + 2 * pad, h + 2 * pad, Rgb([0, 0, 0]));
-    draw_text(img, x + pad as i32, y + pad as i32, text, scale, Rgb([255, 255, 255]));
+    draw_text(
+        img,
+        x + pad as i32,
+        y + pad as i32,
+        text,
+        scale,
+        Rgb([255, 255, 255]),
+    );
 }
 
 /// The largest scale (at most `max`) at which `text` fits in `width` pixels; at least 1.
 pub fn fit_scale(text: &str, width: u32, max: u32) -> u32 {
-    (1..=max).rev().find(|&s| text_size(text, s).0 <= width).unwrap_or(1)
+    (1..=max)
+        .rev()
+        .find(|&s| text_size(text, s).0 <= width)
+        .unwrap_or(1)
 }
 
 /// Bitmap font scale for a plotters font size in pixels.
@@ -138,7 +152,11 @@ impl DrawingBackend for Canvas<'_> {
         Ok(())
     }
 
-    fn draw_pixel(&mut self, (x, y): BackendCoord, c: BackendColor) -> std::result::Result<(), DrawingErrorKind<CanvasError>> {
+    fn draw_pixel(
+        &mut self,
+        (x, y): BackendCoord,
+        c: BackendColor,
+    ) -> std::result::Result<(), DrawingErrorKind<CanvasError>> {
         let (w, h) = self.img.dimensions();
         if x < 0 || y < 0 || x >= w as i32 || y >= h as i32 || c.alpha <= 0.0 {
             return Ok(());
@@ -152,7 +170,12 @@ impl DrawingBackend for Canvas<'_> {
         Ok(())
     }
 
-    fn draw_text<S: BackendTextStyle>(&mut self, text: &str, style: &S, pos: BackendCoord) -> std::result::Result<(), DrawingErrorKind<CanvasError>> {
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> std::result::Result<(), DrawingErrorKind<CanvasError>> {
         let color = style.color();
         if color.alpha <= 0.0 {
             return Ok(());
@@ -178,7 +201,11 @@ impl DrawingBackend for Canvas<'_> {
         })
     }
 
-    fn estimate_text_size<S: BackendTextStyle>(&self, text: &str, style: &S) -> std::result::Result<(u32, u32), DrawingErrorKind<CanvasError>> {
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> std::result::Result<(u32, u32), DrawingErrorKind<CanvasError>> {
         Ok(text_size(text, scale_for(style.size())))
     }
 }
@@ -213,10 +240,18 @@ pub fn psnr_plot(points: &[PlotPoint], notes: &PlotNotes) -> Result<RgbImage> {
     Ok(img)
 }
 
-fn draw_plot(img: &mut RgbImage, points: &[PlotPoint], notes: &PlotNotes) -> std::result::Result<(), Box<dyn std::error::Error>> {
+fn draw_plot(
+    img: &mut RgbImage,
+    points: &[PlotPoint],
+    notes: &PlotNotes,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let root = Canvas::new(img).into_drawing_area();
-    let (mut x0, mut x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.level), b.max(p.level)));
-    let (mut y0, mut y1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.psnr), b.max(p.psnr)));
+    let (mut x0, mut x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(p.level), b.max(p.level))
+    });
+    let (mut y0, mut y1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(p.psnr), b.max(p.psnr))
+    });
     if let Some((m, _)) = &notes.marker {
         (x0, x1) = (x0.min(*m), x1.max(*m));
     }
@@ -228,7 +263,11 @@ fn draw_plot(img: &mut RgbImage, points: &[PlotPoint], notes: &PlotNotes) -> std
     let (x0, x1) = (x0 - 0.06 * xs, x1 + 0.06 * xs);
     let (y0, y1) = (y0 - 0.12 * ys, y1 + 0.22 * ys);
     let (width, _) = root.dim_in_pixel();
-    let title_size = if text_size(notes.title, 2).0 + 32 <= width { 16 } else { 8 };
+    let title_size = if text_size(notes.title, 2).0 + 32 <= width {
+        16
+    } else {
+        8
+    };
     let mut chart = ChartBuilder::on(&root)
         .caption(notes.title, ("sans-serif", title_size).into_font())
         .margin(16)
@@ -251,24 +290,54 @@ fn draw_plot(img: &mut RgbImage, points: &[PlotPoint], notes: &PlotNotes) -> std
     if let Some((r, label)) = &notes.reference {
         let gray = RGBColor(120, 120, 120);
         chart.draw_series(LineSeries::new([(x0, *r), (x1, *r)], gray.stroke_width(1)))?;
-        let style = ("sans-serif", 16).into_font().color(&gray).pos(Pos::new(HPos::Left, VPos::Bottom));
-        chart.draw_series(std::iter::once(EmptyElement::at((x0, *r)) + Text::new(label.clone(), (6, -3), style)))?;
+        let style = ("sans-serif", 16)
+            .into_font()
+            .color(&gray)
+            .pos(Pos::new(HPos::Left, VPos::Bottom));
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((x0, *r)) + Text::new(label.clone(), (6, -3), style),
+        ))?;
     }
     if let Some((m, label)) = &notes.marker {
         let orange = RGBColor(220, 110, 0);
-        chart.draw_series(LineSeries::new([(*m, y0), (*m, y1)], orange.stroke_width(2)))?;
-        let style = ("sans-serif", 16).into_font().color(&orange).pos(Pos::new(HPos::Left, VPos::Top));
-        chart.draw_series(std::iter::once(EmptyElement::at((*m, y1)) + Text::new(label.clone(), (6, 4), style)))?;
+        chart.draw_series(LineSeries::new(
+            [(*m, y0), (*m, y1)],
+            orange.stroke_width(2),
+        ))?;
+        let style = ("sans-serif", 16)
+            .into_font()
+            .color(&orange)
+            .pos(Pos::new(HPos::Left, VPos::Top));
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((*m, y1)) + Text::new(label.clone(), (6, 4), style),
+        ))?;
     }
     let blue = RGBColor(30, 90, 200);
-    chart.draw_series(LineSeries::new(points.iter().map(|p| (p.level, p.psnr)), blue.stroke_width(2)))?;
-    let best = points.iter().enumerate().max_by(|a, b| a.1.psnr.total_cmp(&b.1.psnr)).map(|(i, _)| i).unwrap_or(0);
+    chart.draw_series(LineSeries::new(
+        points.iter().map(|p| (p.level, p.psnr)),
+        blue.stroke_width(2),
+    ))?;
+    let best = points
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.psnr.total_cmp(&b.1.psnr))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
     let size = if points.len() <= 9 { 16 } else { 8 };
     for (i, p) in points.iter().enumerate() {
-        let (color, r) = if i == best { (RGBColor(200, 30, 30), 6) } else { (blue, 4) };
-        let style = ("sans-serif", size).into_font().color(&color).pos(Pos::new(HPos::Center, VPos::Bottom));
+        let (color, r) = if i == best {
+            (RGBColor(200, 30, 30), 6)
+        } else {
+            (blue, 4)
+        };
+        let style = ("sans-serif", size)
+            .into_font()
+            .color(&color)
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
         chart.draw_series(std::iter::once(
-            EmptyElement::at((p.level, p.psnr)) + Circle::new((0, 0), r, color.filled()) + Text::new(format!("{:.2}", p.psnr), (0, -10), style),
+            EmptyElement::at((p.level, p.psnr))
+                + Circle::new((0, 0), r, color.filled())
+                + Text::new(format!("{:.2}", p.psnr), (0, -10), style),
         ))?;
     }
     root.present()?;
@@ -295,12 +364,21 @@ pub struct Rect {
 /// quarter of a tile so the zoom is at most 4x), clamped to the image.
 pub fn central_crop(w: u32, h: u32, tile: u32) -> Rect {
     let side = (w.min(h) / 8).max(tile / 4).min(w).min(h).max(1);
-    Rect { x: (w - side) / 2, y: (h - side) / 2, w: side, h: side }
+    Rect {
+        x: (w - side) / 2,
+        y: (h - side) / 2,
+        w: side,
+        h: side,
+    }
 }
 
 fn resize_to(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     use image::imageops::{resize, FilterType};
-    let filter = if w >= img.width() { FilterType::Nearest } else { FilterType::Triangle };
+    let filter = if w >= img.width() {
+        FilterType::Nearest
+    } else {
+        FilterType::Triangle
+    };
     resize(img, w.max(1), h.max(1), filter)
 }
 
@@ -312,7 +390,10 @@ fn fit(w: u32, h: u32, tile: u32) -> (u32, u32) {
         let k = (tile / m).max(1);
         (w * k, h * k)
     } else {
-        (((w as u64 * tile as u64) / m as u64).max(1) as u32, ((h as u64 * tile as u64) / m as u64).max(1) as u32)
+        (
+            ((w as u64 * tile as u64) / m as u64).max(1) as u32,
+            ((h as u64 * tile as u64) / m as u64).max(1) as u32,
+        )
     }
 }
 
@@ -328,7 +409,10 @@ const PAD: u32 = 8;
 /// Cells in rows of `columns`: each the label lines, the whole picture fitted in a `tile` box
 /// and, with `crop`, that window of the picture zoomed below it (outlined on the picture).
 pub fn contact_sheet(cells: &[Cell], tile: u32, crop: Option<Rect>, columns: usize) -> RgbImage {
-    let (iw, ih) = cells.first().map(|c| c.image.dimensions()).unwrap_or((1, 1));
+    let (iw, ih) = cells
+        .first()
+        .map(|c| c.image.dimensions())
+        .unwrap_or((1, 1));
     let (tw, th) = fit(iw, ih, tile);
     let (zw, zh) = crop.map(|r| fit(r.w, r.h, tile)).unwrap_or((0, 0));
     let nlines = cells.iter().map(|c| c.lines.len()).max().unwrap_or(0) as u32;
@@ -337,20 +421,37 @@ pub fn contact_sheet(cells: &[Cell], tile: u32, crop: Option<Rect>, columns: usi
     let cell_h = label_h + th + if crop.is_some() { PAD + zh } else { 0 };
     let cols = columns.clamp(1, cells.len().max(1)) as u32;
     let rows = (cells.len() as u32).div_ceil(cols).max(1);
-    let mut sheet = RgbImage::from_pixel(PAD + cols * (cell_w + PAD), PAD + rows * (cell_h + PAD), Rgb([36, 36, 40]));
+    let mut sheet = RgbImage::from_pixel(
+        PAD + cols * (cell_w + PAD),
+        PAD + rows * (cell_h + PAD),
+        Rgb([36, 36, 40]),
+    );
     for (i, cell) in cells.iter().enumerate() {
-        let (cx, cy) = (PAD + (i as u32 % cols) * (cell_w + PAD), PAD + (i as u32 / cols) * (cell_h + PAD));
+        let (cx, cy) = (
+            PAD + (i as u32 % cols) * (cell_w + PAD),
+            PAD + (i as u32 / cols) * (cell_h + PAD),
+        );
         for (k, line) in cell.lines.iter().enumerate() {
             let scale = fit_scale(line, cell_w, 2);
             let (lw, _) = text_size(line, scale);
             let y = cy + k as u32 * LABEL_LINE + (LABEL_LINE - GLYPH * scale) / 2;
-            draw_text(&mut sheet, (cx + (cell_w - lw.min(cell_w)) / 2) as i32, y as i32, line, scale, Rgb([240, 240, 240]));
+            draw_text(
+                &mut sheet,
+                (cx + (cell_w - lw.min(cell_w)) / 2) as i32,
+                y as i32,
+                line,
+                scale,
+                Rgb([240, 240, 240]),
+            );
         }
         let mut thumb = resize_to(&cell.image, tw, th);
         if let Some(r) = crop {
             let (sx, sy) = (tw as f64 / iw as f64, th as f64 / ih as f64);
             let (x, y) = ((r.x as f64 * sx) as i32, (r.y as f64 * sy) as i32);
-            let (w, h) = (((r.w as f64 * sx).ceil() as u32).max(3), ((r.h as f64 * sy).ceil() as u32).max(3));
+            let (w, h) = (
+                ((r.w as f64 * sx).ceil() as u32).max(3),
+                ((r.h as f64 * sy).ceil() as u32).max(3),
+            );
             frame_rect(&mut thumb, x, y, w, h, 1, Rgb([255, 220, 0]));
         }
         let tx = cx + (cell_w - tw) / 2;
@@ -359,10 +460,23 @@ pub fn contact_sheet(cells: &[Cell], tile: u32, crop: Option<Rect>, columns: usi
             let window = image::imageops::crop_imm(&cell.image, r.x, r.y, r.w, r.h).to_image();
             let zoom = resize_to(&window, zw, zh);
             let zx = cx + (cell_w - zw) / 2;
-            image::imageops::replace(&mut sheet, &zoom, zx as i64, (cy + label_h + th + PAD) as i64);
+            image::imageops::replace(
+                &mut sheet,
+                &zoom,
+                zx as i64,
+                (cy + label_h + th + PAD) as i64,
+            );
         }
         if let Some(color) = cell.accent {
-            frame_rect(&mut sheet, cx as i32 - 4, cy as i32 - 4, cell_w + 8, cell_h + 8, 3, color);
+            frame_rect(
+                &mut sheet,
+                cx as i32 - 4,
+                cy as i32 - 4,
+                cell_w + 8,
+                cell_h + 8,
+                3,
+                color,
+            );
         }
     }
     sheet
@@ -376,7 +490,14 @@ pub fn gif_bytes(frames: &[RgbImage], delay_ms: u32) -> Result<Vec<u8>> {
         let mut enc = GifEncoder::new_with_speed(&mut out, 10);
         enc.set_repeat(Repeat::Infinite)?;
         let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
-        let frames = frames.iter().map(|f| image::Frame::from_parts(image::DynamicImage::ImageRgb8(f.clone()).into_rgba8(), 0, 0, delay));
+        let frames = frames.iter().map(|f| {
+            image::Frame::from_parts(
+                image::DynamicImage::ImageRgb8(f.clone()).into_rgba8(),
+                0,
+                0,
+                delay,
+            )
+        });
         enc.encode_frames(frames)?;
     }
     Ok(out)
@@ -404,7 +525,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// `.NAME.tmp-PID` in the directory of `path`.
 pub fn temp_beside(path: &Path) -> std::path::PathBuf {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     dir.join(format!(".{name}.tmp-{}", std::process::id()))
 }
@@ -417,21 +541,47 @@ mod tests {
     fn text_is_drawn_where_asked() {
         let mut img = RgbImage::new(40, 12);
         draw_text(&mut img, 2, 2, "1", 1, Rgb([255, 255, 255]));
-        let lit: Vec<(u32, u32)> = img.enumerate_pixels().filter(|p| p.2 .0[0] > 0).map(|p| (p.0, p.1)).collect();
+        let lit: Vec<(u32, u32)> = img
+            .enumerate_pixels()
+            .filter(|p| p.2 .0[0] > 0)
+            .map(|p| (p.0, p.1))
+            .collect();
         assert!(!lit.is_empty());
-        assert!(lit.iter().all(|&(x, y)| (2..10).contains(&x) && (2..10).contains(&y)), "{lit:?}");
+        assert!(
+            lit.iter()
+                .all(|&(x, y)| (2..10).contains(&x) && (2..10).contains(&y)),
+            "{lit:?}"
+        );
         assert_eq!(text_size("α=0.5", 2), (80, 16));
     }
 
     #[test]
     fn plot_has_ink_and_sheet_has_layout() {
-        let pts: Vec<PlotPoint> = (0..5).map(|i| PlotPoint { level: i as f64 / 4.0, psnr: 25.0 + i as f64 }).collect();
-        let notes = PlotNotes { title: "t", x_name: "alpha", marker: Some((0.3, "blind".into())), reference: Some((20.0, "input".into())) };
+        let pts: Vec<PlotPoint> = (0..5)
+            .map(|i| PlotPoint {
+                level: i as f64 / 4.0,
+                psnr: 25.0 + i as f64,
+            })
+            .collect();
+        let notes = PlotNotes {
+            title: "t",
+            x_name: "alpha",
+            marker: Some((0.3, "blind".into())),
+            reference: Some((20.0, "input".into())),
+        };
         let img = psnr_plot(&pts, &notes).unwrap();
-        let dark = img.pixels().filter(|p| p.0.iter().all(|&v| v < 100)).count();
+        let dark = img
+            .pixels()
+            .filter(|p| p.0.iter().all(|&v| v < 100))
+            .count();
         assert!(dark > 500, "{dark}");
-        let cells: Vec<Cell> =
-            (0..3).map(|i| Cell { lines: vec![format!("c{i}")], image: RgbImage::new(40, 30), accent: None }).collect();
+        let cells: Vec<Cell> = (0..3)
+            .map(|i| Cell {
+                lines: vec![format!("c{i}")],
+                image: RgbImage::new(40, 30),
+                accent: None,
+            })
+            .collect();
         let sheet = contact_sheet(&cells, 64, Some(central_crop(40, 30, 64)), 2);
         assert_eq!(sheet.width(), PAD + 2 * (64 + PAD));
     }

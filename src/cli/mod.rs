@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tunable::{BackendChoice, Engine, EngineOptions, Lowering, Model};
 
 #[derive(Parser)]
-#[command(name = "tunable", version, about = "Continuously tunable image restoration: one network, one knob")]
+#[command(
+    name = "tunable",
+    version,
+    about = "Continuously tunable image restoration: one network, one knob"
+)]
 pub struct Cli {
     /// Which executor runs the model (auto: a real GPU, else the fast CPU executor).
     #[arg(long, global = true, value_enum, default_value = "auto")]
@@ -62,7 +66,11 @@ pub fn main() -> anyhow_like::Result<()> {
         },
         ..Default::default()
     };
-    let lowering = if cli.unfused { Lowering::Unfused } else { Lowering::Fused };
+    let lowering = if cli.unfused {
+        Lowering::Unfused
+    } else {
+        Lowering::Fused
+    };
     let ctx = Ctx { opts, lowering };
     match cli.command {
         Command::Info => info::run(&ctx),
@@ -88,9 +96,9 @@ impl Ctx {
         match path {
             Some(p) => Ok(engine.load_with(p, self.lowering)?),
             None => match default_model::BYTES {
-                Some(bytes) => engine
-                    .load_bytes(bytes, self.lowering)
-                    .map_err(|e| format!("the built-in model ({}): {e}", default_model::SOURCE).into()),
+                Some(bytes) => engine.load_bytes(bytes, self.lowering).map_err(|e| {
+                    format!("the built-in model ({}): {e}", default_model::SOURCE).into()
+                }),
                 None => Err(default_model::missing().into()),
             },
         }
@@ -100,22 +108,50 @@ impl Ctx {
 /// Checks an output path before any work: a known extension, not the input (unless `force`),
 /// an existing folder that we can create files in. Nothing is left behind by the check.
 fn check_output(path: &Path, exts: &[&str], input: &Path, force: bool) -> anyhow_like::Result<()> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
     if !exts.contains(&ext.as_str()) {
-        return Err(format!("{}: unsupported output format (use {})", path.display(), exts.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(" or ")).into());
+        return Err(format!(
+            "{}: unsupported output format (use {})",
+            path.display(),
+            exts.iter()
+                .map(|e| format!(".{e}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+        .into());
     }
     if same_file(input, path) && !force {
-        return Err(format!("the output {} is the input; pass --force to overwrite it", path.display()).into());
+        return Err(format!(
+            "the output {} is the input; pass --force to overwrite it",
+            path.display()
+        )
+        .into());
     }
     if path.is_dir() {
         return Err(format!("{}: is a folder", path.display()).into());
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        return Err(format!("{}: the folder {} does not exist", path.display(), dir.display()).into());
+        return Err(format!(
+            "{}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )
+        .into());
     }
     let probe = draw::temp_beside(path);
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             Ok(())

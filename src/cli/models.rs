@@ -17,8 +17,15 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     match default_model::BYTES {
-        Some(bytes) => describe(&format!("built-in ({})", default_model::SOURCE), ModelFile::from_bytes(bytes), bytes.len() as u64),
-        None => println!("built-in: none ({} was absent when this binary was built; --model is required)", default_model::SOURCE),
+        Some(bytes) => describe(
+            &format!("built-in ({})", default_model::SOURCE),
+            ModelFile::from_bytes(bytes),
+            bytes.len() as u64,
+        ),
+        None => println!(
+            "built-in: none ({} was absent when this binary was built; --model is required)",
+            default_model::SOURCE
+        ),
     }
     let files = model_files(&a.dir);
     match files {
@@ -37,7 +44,11 @@ pub fn run(a: Args) -> Result<()> {
 fn model_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("safetensors")))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+        })
         .collect();
     files.sort();
     Ok(files)

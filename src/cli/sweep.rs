@@ -59,7 +59,10 @@ pub const MAX_LEVELS: usize = 65;
 pub fn parse_values(spec: &str) -> Result<Vec<f32>> {
     let bad = |m: &str| format!("levels '{spec}': {m}");
     let num = |s: &str| -> Result<f32> {
-        let v: f32 = s.trim().parse().map_err(|_| bad(&format!("'{}' is not a number", s.trim())))?;
+        let v: f32 = s
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("'{}' is not a number", s.trim())))?;
         if !v.is_finite() {
             return Err(bad("not a finite number").into());
         }
@@ -120,7 +123,11 @@ pub fn unit_for(axis: &LevelAxis, alpha: f32) -> Option<f32> {
 
 /// "α 0.250 (σ~35)" for an alpha axis with a sigma calibration; the axis name otherwise.
 pub fn level_label(axis: &LevelAxis, alpha: f32) -> String {
-    let name = if axis.name == "alpha" { "α".to_string() } else { axis.name.clone() };
+    let name = if axis.name == "alpha" {
+        "α".to_string()
+    } else {
+        axis.name.clone()
+    };
     let unit = match axis.unit.as_deref() {
         Some("sigma") => "σ".to_string(),
         Some(u) => u.to_string(),
@@ -138,15 +145,27 @@ pub fn restore_levels(model: &Model, input: &Image, levels: &[f32]) -> Result<Ve
     for (i, &alpha) in levels.iter().enumerate() {
         let t = Instant::now();
         out.push(model.run(input, Level::alpha(alpha))?);
-        eprintln!("  level {}/{}: {} = {alpha:.3} in {:.2} s", i + 1, levels.len(), model.axes()[0].name, t.elapsed().as_secs_f64());
+        eprintln!(
+            "  level {}/{}: {} = {alpha:.3} in {:.2} s",
+            i + 1,
+            levels.len(),
+            model.axes()[0].name,
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(out)
 }
 
 /// PSNR and SSIM of `test` against `clean`, both clipped and rounded to 8 bits.
 pub fn score(clean: &Image, test: &Image) -> (f64, f64) {
-    let (a, b) = (metrics::quantize(clean.planes()), metrics::quantize(test.planes()));
-    (metrics::psnr(&a, &b), metrics::ssim(&a, &b, clean.width(), clean.height(), clean.channels()))
+    let (a, b) = (
+        metrics::quantize(clean.planes()),
+        metrics::quantize(test.planes()),
+    );
+    (
+        metrics::psnr(&a, &b),
+        metrics::ssim(&a, &b, clean.width(), clean.height(), clean.channels()),
+    )
 }
 
 /// The 8-bit RGB picture of an image (gray repeated; alpha dropped).
@@ -156,7 +175,10 @@ pub fn to_rgb(img: &Image) -> RgbImage {
 
 /// `SHEET-psnr.png` beside `SHEET.png`.
 pub fn plot_path(sheet: &Path) -> PathBuf {
-    let stem = sheet.file_stem().and_then(|s| s.to_str()).unwrap_or("sheet");
+    let stem = sheet
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("sheet");
     sheet.with_file_name(format!("{stem}-psnr.png"))
 }
 
@@ -164,7 +186,10 @@ pub fn plot_path(sheet: &Path) -> PathBuf {
 pub fn gif_frame(img: &RgbImage, label: &str) -> RgbImage {
     let m = img.width().max(img.height());
     let mut f = if m > 512 {
-        let (w, h) = ((img.width() * 512 / m).max(1), (img.height() * 512 / m).max(1));
+        let (w, h) = (
+            (img.width() * 512 / m).max(1),
+            (img.height() * 512 / m).max(1),
+        );
         image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
     } else {
         img.clone()
@@ -196,7 +221,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let input = Image::open(&a.input)?;
     let clean = a.clean.as_ref().map(Image::open).transpose()?;
     if let Some(c) = &clean {
-        if (c.width(), c.height(), c.channels()) != (input.width(), input.height(), input.channels()) {
+        if (c.width(), c.height(), c.channels())
+            != (input.width(), input.height(), input.channels())
+        {
             return Err(format!(
                 "the clean image is {}x{} with {} channel(s), the input {}x{} with {}",
                 c.width(),
@@ -226,11 +253,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         )
         .into());
     }
-    let axis = model.axes().first().cloned().ok_or_else(|| format!("the model '{}' has no level axis: nothing to sweep", spec.name))?;
+    let axis = model.axes().first().cloned().ok_or_else(|| {
+        format!(
+            "the model '{}' has no level axis: nothing to sweep",
+            spec.name
+        )
+    })?;
     let alphas: Vec<f32> = match (&a.levels, &a.sigmas) {
         (Some(l), _) => parse_values(l)?,
-        (None, Some(s)) => parse_values(s)?.into_iter().map(|s| model.level_vec(&Level::sigma(s)).map(|v| v[0])).collect::<tunable::Result<_>>()?,
-        (None, None) => (0..=8).map(|i| axis.min + (axis.max - axis.min) * i as f32 / 8.0).collect(),
+        (None, Some(s)) => parse_values(s)?
+            .into_iter()
+            .map(|s| model.level_vec(&Level::sigma(s)).map(|v| v[0]))
+            .collect::<tunable::Result<_>>()?,
+        (None, None) => (0..=8)
+            .map(|i| axis.min + (axis.max - axis.min) * i as f32 / 8.0)
+            .collect(),
     };
     for &al in &alphas {
         model.level_vec(&Level::alpha(al))?;
@@ -238,14 +275,31 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let sigma_hat = estimate::noise_sigma(&input);
     let blind = axis.calibrate(sigma_hat).ok();
     match blind {
-        Some(b) => eprintln!("estimated noise sigma {sigma_hat:.2}; blind choice {} = {b:.3}", axis.name),
-        None => eprintln!("estimated noise sigma {sigma_hat:.2} (the model has no calibration to map it to {})", axis.name),
+        Some(b) => eprintln!(
+            "estimated noise sigma {sigma_hat:.2}; blind choice {} = {b:.3}",
+            axis.name
+        ),
+        None => eprintln!(
+            "estimated noise sigma {sigma_hat:.2} (the model has no calibration to map it to {})",
+            axis.name
+        ),
     }
-    eprintln!("{} levels of '{}' on {} ({}x{})", alphas.len(), spec.name, engine.describe(), w, h);
+    eprintln!(
+        "{} levels of '{}' on {} ({}x{})",
+        alphas.len(),
+        spec.name,
+        engine.describe(),
+        w,
+        h
+    );
     let restored = restore_levels(&model, &input, &alphas)?;
-    let scores: Option<Vec<(f64, f64)>> = clean.as_ref().map(|c| restored.iter().map(|r| score(c, r)).collect());
+    let scores: Option<Vec<(f64, f64)>> = clean
+        .as_ref()
+        .map(|c| restored.iter().map(|r| score(c, r)).collect());
     let input_score = clean.as_ref().map(|c| score(c, &input));
-    let best = scores.as_ref().and_then(|s| (0..s.len()).max_by(|&i, &j| s[i].0.total_cmp(&s[j].0)));
+    let best = scores
+        .as_ref()
+        .and_then(|s| (0..s.len()).max_by(|&i, &j| s[i].0.total_cmp(&s[j].0)));
 
     // The sheet: input, levels, clean.
     let mut cells = vec![Cell {
@@ -264,19 +318,47 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             lines.push("nearest to blind".into());
         }
         let accent = (best == Some(i)).then_some(Rgb([220, 40, 40]));
-        cells.push(Cell { lines, image: to_rgb(img), accent });
+        cells.push(Cell {
+            lines,
+            image: to_rgb(img),
+            accent,
+        });
     }
     if let Some(c) = &clean {
-        cells.push(Cell { lines: vec!["clean".into(), "reference".into()], image: to_rgb(c), accent: None });
+        cells.push(Cell {
+            lines: vec!["clean".into(), "reference".into()],
+            image: to_rgb(c),
+            accent: None,
+        });
     }
-    let columns = a.columns.map(|c| c as usize).unwrap_or_else(|| draw::balanced_columns(cells.len(), 6));
+    let columns = a
+        .columns
+        .map(|c| c as usize)
+        .unwrap_or_else(|| draw::balanced_columns(cells.len(), 6));
     let sheet = draw::contact_sheet(&cells, a.tile, Some(crop), columns);
     draw::write_atomic(&a.output, &draw::png_bytes(&sheet)?)?;
-    eprintln!("wrote {} ({}x{})", a.output.display(), sheet.width(), sheet.height());
+    eprintln!(
+        "wrote {} ({}x{})",
+        a.output.display(),
+        sheet.width(),
+        sheet.height()
+    );
 
     if let (Some(plot), Some(scores)) = (&plot, &scores) {
-        let points: Vec<PlotPoint> = alphas.iter().zip(scores).map(|(&l, s)| PlotPoint { level: l as f64, psnr: s.0 }).collect();
-        let title = format!("PSNR vs {} - {} on {}", axis.name, spec.name, file_name(&a.input));
+        let points: Vec<PlotPoint> = alphas
+            .iter()
+            .zip(scores)
+            .map(|(&l, s)| PlotPoint {
+                level: l as f64,
+                psnr: s.0,
+            })
+            .collect();
+        let title = format!(
+            "PSNR vs {} - {} on {}",
+            axis.name,
+            spec.name,
+            file_name(&a.input)
+        );
         let notes = PlotNotes {
             title: &title,
             x_name: &axis.name,
@@ -304,16 +386,25 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         eprintln!("wrote {} ({} frames)", g.display(), bounce(&frames).len());
     }
     if let (Some(scores), Some((ip, is))) = (&scores, input_score) {
-        println!("| {} | {} (calibration) | PSNR (dB) | SSIM |", axis.name, axis.unit.as_deref().unwrap_or("unit"));
+        println!(
+            "| {} | {} (calibration) | PSNR (dB) | SSIM |",
+            axis.name,
+            axis.unit.as_deref().unwrap_or("unit")
+        );
         println!("|---|---|---|---|");
         println!("| input | - | {ip:.2} | {is:.4} |");
         for (i, (al, (p, s))) in alphas.iter().zip(scores).enumerate() {
-            let u = unit_for(&axis, *al).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+            let u = unit_for(&axis, *al)
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "-".into());
             let mark = if best == Some(i) { " (best)" } else { "" };
             println!("| {al:.3} | {u} | {p:.2}{mark} | {s:.4} |");
         }
         if let Some(b) = blind {
-            println!("blind: estimated sigma {sigma_hat:.2} -> {} {b:.3}", axis.name);
+            println!(
+                "blind: estimated sigma {sigma_hat:.2} -> {} {b:.3}",
+                axis.name
+            );
         }
     }
     eprintln!("done in {:.1} s", start.elapsed().as_secs_f64());
@@ -321,11 +412,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
 }
 
 fn step_of(values: &[f32]) -> f32 {
-    values.windows(2).map(|w| (w[1] - w[0]).abs()).fold(f32::MAX, f32::min).min(1.0)
+    values
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(f32::MAX, f32::min)
+        .min(1.0)
 }
 
 pub fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }
 
 #[cfg(test)]
@@ -334,7 +431,10 @@ mod tests {
 
     #[test]
     fn level_specs() {
-        assert_eq!(parse_values("0:1:0.25").unwrap(), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(
+            parse_values("0:1:0.25").unwrap(),
+            vec![0.0, 0.25, 0.5, 0.75, 1.0]
+        );
         assert_eq!(parse_values("0:1:0.125").unwrap().len(), 9);
         assert_eq!(parse_values("1:0:-0.5").unwrap(), vec![1.0, 0.5, 0.0]);
         assert_eq!(parse_values("0.2, 0.7").unwrap(), vec![0.2, 0.7]);

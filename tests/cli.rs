@@ -1,0 +1,748 @@
+//! The `tunable` binary driven as a user would: restore, sweep, demo, models, and its errors.
+//! Images and models are made in the test (a small DNI model from `support::ModelBuilder`), so
+//! nothing depends on the trained default model, except the one test that says it is skipped
+//! when the binary was built without it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::ModelBuilder;
+
+/// A fresh, empty folder for one test.
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tunable-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small DNI model for `c` channels (knob alpha in [0, 1], calibration sigma 10 -> 0, 50 -> 1).
+fn model(dir: &Path, c: usize) -> PathBuf {
+    let p = dir.join(format!("model-{c}.safetensors"));
+    std::fs::write(&p, ModelBuilder::dni_stack(c, 8).bytes()).unwrap();
+    p
+}
+
+/// Smooth gradients, a disc and a little seeded texture; 8-bit, gray (1) or RGB (3).
+fn picture(w: u32, h: u32, c: usize, noise: f32, seed: u64) -> image::DynamicImage {
+    let mut rng = tunable::noise::Rng::new(seed);
+    let mut px = |x: u32, y: u32, ch: usize| -> u8 {
+        let base = 40.0 + 150.0 * x as f32 / w as f32 + 30.0 * ch as f32;
+        let (dx, dy) = (x as f32 - w as f32 / 2.0, y as f32 - h as f32 / 2.0);
+        let disc = if dx * dx + dy * dy < (w.min(h) as f32 / 4.0).powi(2) {
+            40.0
+        } else {
+            0.0
+        };
+        (base
+            + disc
+            + 6.0 * ((x as f32 * 0.7).sin() + (y as f32 * 0.9).cos())
+            + noise * rng.normal() as f32)
+            .clamp(0.0, 255.0) as u8
+    };
+    if c == 1 {
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([px(x, y, 0)])
+        }))
+    } else {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([px(x, y, 0), px(x, y, 1), px(x, y, 2)])
+        }))
+    }
+}
+
+fn save(img: &image::DynamicImage, path: &Path) -> PathBuf {
+    img.save(path).unwrap();
+    path.to_path_buf()
+}
+
+fn tunable(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunable"));
+    cmd.env("TUNABLE_CPU", "1");
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().expect("the tunable binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Fails with an error message containing every one of `words`; returns the message.
+fn fails(o: &Output, words: &[&str]) -> String {
+    let e = stderr(o);
+    assert!(
+        !o.status.success(),
+        "should have failed; stdout: {}\nstderr: {e}",
+        stdout(o)
+    );
+    assert!(!e.contains("panicked"), "a panic instead of an error: {e}");
+    for w in words {
+        assert!(
+            e.to_lowercase().contains(&w.to_lowercase()),
+            "the error should mention '{w}': {e}"
+        );
+    }
+    e
+}
+
+/// The names in a folder (temporary files included).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn builtin_default_exists() -> bool {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("weights/denoise-color.safetensors")
+        .is_file()
+}
+
+#[test]
+fn restore_at_a_level_and_blind() {
+    let d = tmpdir("restore");
+    let m = model(&d, 3);
+    let input = save(&picture(40, 30, 3, 12.0, 1), &d.join("in.png"));
+    let out = d.join("out.png");
+    ok(&tunable(&[
+        &"restore", &input, &"-o", &out, &"--model", &m, &"--level", &"0.5",
+    ]));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (40, 30));
+    // Blind: the estimate and the chosen knob value are said.
+    let blind = tunable(&[
+        &"restore",
+        &input,
+        &"-o",
+        &d.join("blind.png"),
+        &"--model",
+        &m,
+    ]);
+    ok(&blind);
+    let e = stderr(&blind);
+    assert!(
+        e.contains("estimated noise sigma") && e.contains("alpha ="),
+        "{e}"
+    );
+    ok(&tunable(&[
+        &"restore",
+        &input,
+        &"-o",
+        &d.join("s.png"),
+        &"--model",
+        &m,
+        &"--sigma",
+        &"30",
+    ]));
+}
+
+#[test]
+fn unreadable_input_is_an_error_and_writes_nothing() {
+    let d = tmpdir("unreadable");
+    let m = model(&d, 3);
+    let missing = d.join("nope.png");
+    let o = tunable(&[
+        &"restore",
+        &missing,
+        &"-o",
+        &d.join("out.png"),
+        &"--model",
+        &m,
+    ]);
+    fails(&o, &["nope.png"]);
+    let o = tunable(&[
+        &"sweep",
+        &missing,
+        &"-o",
+        &d.join("sheet.png"),
+        &"--model",
+        &m,
+    ]);
+    fails(&o, &["nope.png"]);
+    assert_eq!(names(&d), vec!["model-3.safetensors"]);
+}
+
+#[test]
+fn unsupported_input_is_an_error_and_writes_nothing() {
+    let d = tmpdir("unsupported");
+    let m = model(&d, 3);
+    let garbage = d.join("garbage.png");
+    std::fs::write(
+        &garbage,
+        b"this is not a picture at all, just some text bytes",
+    )
+    .unwrap();
+    let text = d.join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    for input in [&garbage, &text] {
+        let o = tunable(&[&"restore", input, &"-o", &d.join("out.png"), &"--model", &m]);
+        fails(&o, &[input.file_name().unwrap().to_str().unwrap()]);
+        let o = tunable(&[
+            &"sweep",
+            input,
+            &"-o",
+            &d.join("sheet.png"),
+            &"--model",
+            &m,
+            &"--levels",
+            &"0,1",
+        ]);
+        fails(&o, &[input.file_name().unwrap().to_str().unwrap()]);
+    }
+    // An output format we do not write.
+    let input = save(&picture(16, 16, 3, 5.0, 2), &d.join("in.png"));
+    fails(
+        &tunable(&[
+            &"restore",
+            &input,
+            &"-o",
+            &d.join("out.bmp"),
+            &"--model",
+            &m,
+            &"--level",
+            &"0",
+        ]),
+        &["format"],
+    );
+    fails(
+        &tunable(&[
+            &"sweep",
+            &input,
+            &"-o",
+            &d.join("sheet.jpg"),
+            &"--model",
+            &m,
+        ]),
+        &["format"],
+    );
+    assert_eq!(
+        names(&d),
+        vec!["garbage.png", "in.png", "model-3.safetensors", "notes.txt"]
+    );
+}
+
+#[test]
+fn output_in_a_missing_or_read_only_folder_is_an_error() {
+    let d = tmpdir("unwritable");
+    let m = model(&d, 3);
+    let input = save(&picture(24, 20, 3, 8.0, 3), &d.join("in.png"));
+    let missing = d.join("no/such/folder/out.png");
+    fails(
+        &tunable(&[
+            &"restore", &input, &"-o", &missing, &"--model", &m, &"--level", &"0.2",
+        ]),
+        &["no/such/folder"],
+    );
+    fails(
+        &tunable(&[
+            &"sweep",
+            &input,
+            &"-o",
+            &missing,
+            &"--model",
+            &m,
+            &"--levels",
+            &"0,1",
+        ]),
+        &["does not exist"],
+    );
+    fails(
+        &tunable(&[
+            &"sweep",
+            &input,
+            &"-o",
+            &d.join("s.png"),
+            &"--gif",
+            &missing.with_extension("gif"),
+            &"--model",
+            &m,
+        ]),
+        &["does not exist"],
+    );
+
+    // A read-only folder; root writes into those anyway, so then a read-only file system.
+    let ro = d.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let probe = ro.join("probe");
+    let target = if std::fs::write(&probe, b"x").is_ok() {
+        let _ = std::fs::remove_file(&probe);
+        println!(
+            "running as root: the read-only folder is writable; using /sys (read-only) instead"
+        );
+        PathBuf::from("/sys/tunable-cli-test-out.png")
+    } else {
+        ro.join("out.png")
+    };
+    let name = target.file_name().unwrap().to_str().unwrap();
+    fails(
+        &tunable(&[
+            &"restore", &input, &"-o", &target, &"--model", &m, &"--level", &"0.2",
+        ]),
+        &[name],
+    );
+    fails(
+        &tunable(&[
+            &"sweep",
+            &input,
+            &"-o",
+            &target,
+            &"--model",
+            &m,
+            &"--levels",
+            &"0,1",
+        ]),
+        &["cannot write"],
+    );
+    assert!(!target.exists());
+    assert!(names(&ro).is_empty(), "{:?}", names(&ro));
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(names(&d), vec!["in.png", "model-3.safetensors", "ro"]);
+}
+
+#[test]
+fn output_equal_to_input_needs_force() {
+    let d = tmpdir("same");
+    let m = model(&d, 3);
+    let input = save(&picture(24, 24, 3, 20.0, 4), &d.join("in.png"));
+    let before = std::fs::read(&input).unwrap();
+    fails(
+        &tunable(&[
+            &"restore", &input, &"-o", &input, &"--model", &m, &"--level", &"1",
+        ]),
+        &["--force"],
+    );
+    // The same file under another spelling is still the input.
+    let other = d.join(".").join("in.png");
+    fails(
+        &tunable(&[
+            &"restore", &input, &"-o", &other, &"--model", &m, &"--level", &"1",
+        ]),
+        &["--force"],
+    );
+    fails(
+        &tunable(&[
+            &"sweep",
+            &input,
+            &"-o",
+            &input,
+            &"--model",
+            &m,
+            &"--levels",
+            &"0,1",
+        ]),
+        &["--force"],
+    );
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        before,
+        "the input was changed"
+    );
+    ok(&tunable(&[
+        &"restore", &input, &"-o", &input, &"--model", &m, &"--level", &"1", &"--force",
+    ]));
+    assert_ne!(
+        std::fs::read(&input).unwrap(),
+        before,
+        "--force should have overwritten the input"
+    );
+    assert_eq!(names(&d), vec!["in.png", "model-3.safetensors"]);
+}
+
+#[test]
+fn gray_image_into_a_color_model_is_refused() {
+    let d = tmpdir("channels");
+    let m = model(&d, 3);
+    let gray = save(&picture(20, 20, 1, 10.0, 5), &d.join("gray.png"));
+    let e = fails(
+        &tunable(&[
+            &"restore",
+            &gray,
+            &"-o",
+            &d.join("out.png"),
+            &"--model",
+            &m,
+            &"--level",
+            &"0",
+        ]),
+        &["channel"],
+    );
+    assert!(e.contains('1') && e.contains('3'), "{e}");
+    fails(
+        &tunable(&[&"restore", &gray, &"-o", &d.join("out.png"), &"--model", &m]),
+        &["channel"],
+    );
+    fails(
+        &tunable(&[
+            &"sweep",
+            &gray,
+            &"-o",
+            &d.join("sheet.png"),
+            &"--model",
+            &m,
+            &"--gif",
+            &d.join("a.gif"),
+        ]),
+        &["channel"],
+    );
+    // And the other way round; a gray model takes it.
+    let m1 = model(&d, 1);
+    let color = save(&picture(20, 20, 3, 10.0, 6), &d.join("color.png"));
+    fails(
+        &tunable(&[
+            &"restore",
+            &color,
+            &"-o",
+            &d.join("out.png"),
+            &"--model",
+            &m1,
+            &"--level",
+            &"0",
+        ]),
+        &["channel"],
+    );
+    assert_eq!(
+        names(&d),
+        vec![
+            "color.png",
+            "gray.png",
+            "model-1.safetensors",
+            "model-3.safetensors"
+        ]
+    );
+    ok(&tunable(&[
+        &"restore",
+        &gray,
+        &"-o",
+        &d.join("out.png"),
+        &"--model",
+        &m1,
+        &"--level",
+        &"0",
+    ]));
+}
+
+#[test]
+fn bad_model_file_is_an_error() {
+    let d = tmpdir("badmodel");
+    let input = save(&picture(16, 16, 3, 5.0, 7), &d.join("in.png"));
+    let bad = d.join("bad.safetensors");
+    std::fs::write(&bad, b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
+    fails(
+        &tunable(&[
+            &"restore",
+            &input,
+            &"-o",
+            &d.join("out.png"),
+            &"--model",
+            &bad,
+            &"--level",
+            &"0",
+        ]),
+        &["model"],
+    );
+    fails(
+        &tunable(&[
+            &"restore",
+            &input,
+            &"-o",
+            &d.join("out.png"),
+            &"--model",
+            &d.join("absent.safetensors"),
+        ]),
+        &["absent.safetensors"],
+    );
+    assert_eq!(names(&d), vec!["bad.safetensors", "in.png"]);
+}
+
+#[test]
+fn sweep_writes_sheet_plot_gif_and_table() {
+    let d = tmpdir("sweep");
+    let m = model(&d, 3);
+    let clean_img = picture(48, 40, 3, 0.0, 8);
+    let clean = save(&clean_img, &d.join("clean.png"));
+    let noisy = save(&picture(48, 40, 3, 15.0, 8), &d.join("noisy.png"));
+    let sheet = d.join("sheet.png");
+    let gif = d.join("anim.gif");
+    let o = tunable(&[
+        &"sweep",
+        &noisy,
+        &"-o",
+        &sheet,
+        &"--model",
+        &m,
+        &"--levels",
+        &"0:1:0.5",
+        &"--clean",
+        &clean,
+        &"--gif",
+        &gif,
+        &"--tile",
+        &"96",
+    ]);
+    let table = ok(&o);
+    println!("{table}");
+    // The table: a header, the input, three levels (one marked best), the blind estimate.
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    assert!(rows[1].starts_with("| input |"), "{table}");
+    for (row, level) in rows[2..].iter().zip(["0.000", "0.500", "1.000"]) {
+        assert!(row.starts_with(&format!("| {level} |")), "{row}");
+        let psnr: f64 = row
+            .split('|')
+            .nth(3)
+            .unwrap()
+            .trim()
+            .trim_end_matches("(best)")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(psnr.is_finite() && psnr > 0.0, "{row}");
+    }
+    assert_eq!(table.matches("(best)").count(), 1, "{table}");
+    assert!(table.contains("blind: estimated sigma"), "{table}");
+    assert!(
+        stderr(&o).contains("estimated noise sigma"),
+        "{}",
+        stderr(&o)
+    );
+
+    let s = image::open(&sheet).unwrap();
+    // Input + 3 levels + clean = 5 cells in one row, each 96 wide with the crop row below.
+    assert!(
+        s.width() > 5 * 96 && s.height() > 2 * 80,
+        "{}x{}",
+        s.width(),
+        s.height()
+    );
+    let plot = image::open(d.join("sheet-psnr.png")).unwrap();
+    assert!(plot.width() >= 800 && plot.height() >= 400);
+    use image::AnimationDecoder;
+    let dec = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&gif).unwrap(),
+    ))
+    .unwrap();
+    let frames = dec.into_frames().collect_frames().unwrap();
+    assert_eq!(frames.len(), 4, "3 levels up and one back down");
+    assert_eq!(frames[0].buffer().dimensions(), (48, 40));
+    assert_eq!(
+        names(&d),
+        vec![
+            "anim.gif",
+            "clean.png",
+            "model-3.safetensors",
+            "noisy.png",
+            "sheet-psnr.png",
+            "sheet.png"
+        ]
+    );
+}
+
+#[test]
+fn sweep_levels_crops_and_sigmas() {
+    let d = tmpdir("sweep2");
+    let m = model(&d, 3);
+    let clean = save(&picture(32, 32, 3, 0.0, 9), &d.join("clean.png"));
+    let noisy = save(&picture(32, 32, 3, 20.0, 9), &d.join("noisy.png"));
+    // Sigmas go through the calibration (10 -> 0, 50 -> 1).
+    let t = ok(&tunable(&[
+        &"sweep",
+        &noisy,
+        &"-o",
+        &d.join("s.png"),
+        &"--model",
+        &m,
+        &"--sigmas",
+        &"10:50:20",
+        &"--clean",
+        &clean,
+        &"--crop",
+        &"4,4,8,8",
+    ]));
+    for level in ["| 0.000 | 10.0 |", "| 0.500 | 30.0 |", "| 1.000 | 50.0 |"] {
+        assert!(t.contains(level), "{level} in {t}");
+    }
+    // Without --clean: the sheet only, default levels (the axis range in 8 steps).
+    let o = tunable(&[&"sweep", &noisy, &"-o", &d.join("only.png"), &"--model", &m]);
+    ok(&o);
+    assert_eq!(stderr(&o).matches("  level ").count(), 9, "{}", stderr(&o));
+    assert!(!d.join("only-psnr.png").exists());
+    // Refused before any work: bad levels, out of range, a crop outside, a clean of another size.
+    for (args, word) in [
+        (vec!["--levels", "0:1:0"], "step"),
+        (vec!["--levels", "0,x"], "not a number"),
+        (vec!["--levels", "0,2"], "outside"),
+        (vec!["--crop", "30,30,8,8"], "crop"),
+        (vec!["--crop", "1,2,3"], "crop"),
+    ] {
+        let out = d.join("refused.png");
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"sweep", &noisy, &"-o", &out, &"--model", &m];
+        for a in &args {
+            all.push(a);
+        }
+        fails(&tunable(&all), &[word]);
+    }
+    let small = save(&picture(16, 16, 3, 0.0, 9), &d.join("small.png"));
+    fails(
+        &tunable(&[
+            &"sweep",
+            &noisy,
+            &"-o",
+            &d.join("refused.png"),
+            &"--model",
+            &m,
+            &"--clean",
+            &small,
+        ]),
+        &["clean"],
+    );
+    assert!(!d.join("refused.png").exists() && !d.join("refused-psnr.png").exists());
+    assert!(
+        names(&d).iter().all(|n| !n.starts_with('.')),
+        "temporary files left: {:?}",
+        names(&d)
+    );
+}
+
+#[test]
+fn models_lists_names_families_and_axes() {
+    let d = tmpdir("models");
+    model(&d, 3);
+    std::fs::write(d.join("broken.safetensors"), b"nope").unwrap();
+    std::fs::write(d.join("readme.txt"), b"not a model").unwrap();
+    let t = ok(&tunable(&[&"models", &"--dir", &d]));
+    println!("{t}");
+    assert!(t.contains("built-in"), "{t}");
+    assert!(
+        t.contains("model-3.safetensors: test-dni")
+            && t.contains("family dni")
+            && t.contains("3 -> 3 channels"),
+        "{t}"
+    );
+    assert!(t.contains("alpha in [0, 1], unit sigma, calibration sigma 10 -> alpha 0.000 .. sigma 50 -> alpha 1.000 (2 points)"), "{t}");
+    assert!(t.contains("broken.safetensors: unreadable"), "{t}");
+    assert!(!t.contains("readme"), "{t}");
+    let t = ok(&tunable(&[&"models", &"--dir", &d.join("absent")]));
+    assert!(t.contains("absent"), "{t}");
+}
+
+#[test]
+fn demo_writes_its_pictures_and_scores() {
+    let d = tmpdir("demo");
+    let m = model(&d, 3);
+    let input = save(&picture(64, 48, 3, 0.0, 10), &d.join("clean.png"));
+    let out = d.join("demo");
+    let t = ok(&tunable(&[
+        &"demo", &"--model", &m, &"--input", &input, &"--out", &out, &"--sigma", &"30", &"--size",
+        &"32",
+    ]));
+    println!("{t}");
+    assert!(
+        t.contains("noise sigma 30") && t.contains("estimated sigma"),
+        "{t}"
+    );
+    assert!(
+        t.contains("| noisy |") && t.contains("| blind |") && t.matches("| level |").count() == 5,
+        "{t}"
+    );
+    assert_eq!(
+        names(&out),
+        vec![
+            "blind.png",
+            "level-0.00.png",
+            "level-0.50.png",
+            "level-1.00.png",
+            "noisy.png",
+            "sheet-psnr.png",
+            "sheet.png"
+        ]
+    );
+    // --size shrinks the picture.
+    assert_eq!(image::open(out.join("blind.png")).unwrap().width(), 32);
+    // The default picture is found from the source tree.
+    let o = tunable(&[
+        &"demo",
+        &"--model",
+        &m,
+        &"--out",
+        &d.join("demo2"),
+        &"--size",
+        &"32",
+    ]);
+    ok(&o);
+    assert!(stderr(&o).contains("astronaut.png 32x32"), "{}", stderr(&o));
+}
+
+#[test]
+fn without_model_and_without_builtin_says_how() {
+    if builtin_default_exists() {
+        println!("skipped: this binary has the built-in default model");
+        return;
+    }
+    let d = tmpdir("nomodel");
+    let input = save(&picture(16, 16, 3, 5.0, 11), &d.join("in.png"));
+    fails(
+        &tunable(&[&"restore", &input, &"-o", &d.join("out.png")]),
+        &["--model"],
+    );
+    fails(
+        &tunable(&[&"sweep", &input, &"-o", &d.join("s.png")]),
+        &["--model"],
+    );
+    assert!(ok(&tunable(&[&"models", &"--dir", &d])).contains("built-in: none"));
+    assert_eq!(names(&d), vec!["in.png"]);
+}
+
+#[test]
+fn builtin_default_model_restores_without_model_flag() {
+    if !builtin_default_exists() {
+        println!("skipped: weights/denoise-color.safetensors is absent, so the binary has no built-in model");
+        return;
+    }
+    let d = tmpdir("builtin");
+    let input = save(&picture(64, 64, 3, 25.0, 12), &d.join("in.png"));
+    let o = tunable(&[&"restore", &input, &"-o", &d.join("out.png")]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("estimated noise sigma"),
+        "{}",
+        stderr(&o)
+    );
+    let t = ok(&tunable(&[&"models", &"--dir", &d]));
+    assert!(
+        t.contains("built-in (weights/denoise-color.safetensors):"),
+        "{t}"
+    );
+    ok(&tunable(&[
+        &"sweep",
+        &input,
+        &"-o",
+        &d.join("s.png"),
+        &"--levels",
+        &"0,1",
+    ]));
+}
