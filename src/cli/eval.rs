@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use tunable::{metrics, noise, Image, Level};
 
 use super::{anyhow_like::Result, Ctx};
@@ -76,15 +77,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             (None, false) => Level::sigma(sigma),
         };
         let alpha = model.level_vec(&level)?.first().copied().filter(|_| !model.axes().is_empty());
-        let (mut psnr, mut ssim) = (0.0, 0.0);
-        for (i, clean) in images.iter().enumerate() {
-            let seed = a.seed + 1000 * i as u64 + sigma.round() as u64;
-            let noisy = clean.with_planes(noise::add_gaussian(clean.planes(), sigma, seed))?;
-            let out = model.run(&noisy, level.clone())?;
-            let restored = metrics::quantize(out.planes());
-            psnr += metrics::psnr(clean.planes(), &restored);
-            ssim += metrics::ssim(clean.planes(), &restored, clean.width(), clean.height(), clean.channels());
-        }
+        // Images in parallel: the scoring (noise, SSIM) runs on the CPU beside the model.
+        let scores: Vec<(f64, f64)> = images
+            .par_iter()
+            .enumerate()
+            .map(|(i, clean)| -> tunable::Result<(f64, f64)> {
+                let seed = a.seed + 1000 * i as u64 + sigma.round() as u64;
+                let noisy = clean.with_planes(noise::add_gaussian(clean.planes(), sigma, seed))?;
+                let out = model.run(&noisy, level.clone())?;
+                let restored = metrics::quantize(out.planes());
+                let p = metrics::psnr(clean.planes(), &restored);
+                let s = metrics::ssim(clean.planes(), &restored, clean.width(), clean.height(), clean.channels());
+                Ok((p, s))
+            })
+            .collect::<tunable::Result<_>>()?;
+        let (psnr, ssim) = scores.iter().fold((0.0, 0.0), |(p, s), (a, b)| (p + a, s + b));
         let n = images.len() as f64;
         let row = Row { sigma, alpha, psnr: psnr / n, ssim: ssim / n, images: images.len() };
         let alpha_s = row.alpha.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
