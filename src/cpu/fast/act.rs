@@ -106,39 +106,60 @@ impl Pool {
     }
 }
 
+/// Pixels per block of the layout transposes (a block of 64 pixels x 64 channels is 16 KB).
+const XBLOCK: usize = 64;
+
 /// CHW tensor -> activation with border `b`.
 pub(crate) fn from_tensor(t: &Tensor, b: usize, pool: &mut Pool) -> Act {
     let Shape { c, h, w } = t.shape;
     let mut a = pool.take(c, h, w, b);
     let plane = h * w;
     a.interior_rows_mut().for_each(|(y, row)| {
-        for ch in 0..c {
-            let src = &t.data[ch * plane + y * w..ch * plane + (y + 1) * w];
-            for (x, &v) in src.iter().enumerate() {
-                row[x * c + ch] = v;
+        for x0 in (0..w).step_by(XBLOCK) {
+            let x1 = (x0 + XBLOCK).min(w);
+            for ch in 0..c {
+                let src = &t.data[ch * plane + y * w..][x0..x1];
+                for (x, &v) in (x0..x1).zip(src) {
+                    row[x * c + ch] = v;
+                }
             }
         }
     });
     a
 }
 
+/// A raw pointer that rayon tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// (A method, so that closures capture the wrapper and not its raw field.)
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Activation -> CHW tensor.
 pub(crate) fn to_tensor(a: &Act) -> Tensor {
     let (c, h, w) = (a.c, a.h, a.w);
-    let mut data = vec![0.0f32; c * h * w];
     let plane = h * w;
-    if plane > 0 {
-        // Each task writes one output row of every channel: split the output by channel planes
-        // is not row-parallel, so go per channel instead (rows are short, channels few).
-        data.par_chunks_mut(plane).enumerate().for_each(|(ch, dst)| {
-            for y in 0..h {
-                let row = a.row(y);
-                for x in 0..w {
-                    dst[y * w + x] = row[x * c + ch];
+    let mut data = vec![0.0f32; c * plane];
+    let dst = SharedMut(data.as_mut_ptr());
+    (0..h).into_par_iter().for_each(|y| {
+        let row = a.row(y);
+        for x0 in (0..w).step_by(XBLOCK) {
+            let x1 = (x0 + XBLOCK).min(w);
+            for ch in 0..c {
+                // SAFETY: task `y` alone writes row `y` of every channel plane, inside `data`.
+                let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(ch * plane + y * w + x0), x1 - x0) };
+                for (o, x) in out.iter_mut().zip(x0..x1) {
+                    *o = row[x * c + ch];
                 }
             }
-        });
-    }
+        }
+    });
     Tensor::from_vec(Shape::new(c, h, w), data)
 }
 

@@ -85,11 +85,7 @@ impl Ep {
 
 /// Pixels per tile for a block of `nv` vectors (12 accumulators).
 pub(crate) const fn tile_pixels(nv: usize) -> usize {
-    match nv {
-        1 => 12,
-        2 => 6,
-        _ => 4,
-    }
+    12 / nv
 }
 
 /// Wrapper to share raw pointers with rayon tasks; every task writes disjoint rows.
@@ -134,11 +130,12 @@ pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &
     y.interior_rows_mut().for_each(move |(oy, row)| {
         let row_ptr = row.as_mut_ptr();
         let iy = (oy * s) as isize - pad;
-        for (b, ep) in prep.blocks.iter().zip(eps) {
+        // Output pixels [from, to) of block `b`, in tiles.
+        let span = |b: &super::prep::Block, ep: &Ep, from: usize, to: usize| {
             let np_max = tile_pixels(b.nv);
-            let mut ox0 = 0;
-            while ox0 < ow {
-                let np = np_max.min(ow - ox0);
+            let mut ox0 = from;
+            while ox0 < to {
+                let np = np_max.min(to - ox0);
                 let xoff = x.offset(iy, (ox0 * s) as isize - pad);
                 debug_assert!(xoff + (k - 1) * xrow + (np - 1) * s * cin + run <= xlen);
                 let fits_full = xoff + (k - 1) * xrow + (np_max - 1) * s * cin + run <= xlen;
@@ -165,6 +162,10 @@ pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &
                 unsafe { tile(kernel, b.nv, np, fits_full, &t, ep) };
                 ox0 += np;
             }
+        };
+        // Block-outer: the block's weights (27 KB for 48 -> 48 3x3) stay in L1 along the row.
+        for (b, ep) in prep.blocks.iter().zip(eps) {
+            span(b, ep, 0, ow);
         }
     });
 }
@@ -184,7 +185,7 @@ unsafe fn tile(kernel: Kernel, nv: usize, np: usize, fits_full: bool, t: &Tile, 
 /// The portable micro-kernel (any target): the same loops on plain arrays.
 unsafe fn portable_tile(nv: usize, np: usize, t: &Tile, e: &Ep) {
     let width = nv * LANES;
-    let mut acc = [[0.0f32; 3 * LANES]; 12];
+    let mut acc = [[0.0f32; 2 * LANES]; 12];
     for ky in 0..t.k {
         let xr = t.x.add(ky * t.xrow);
         let wr = t.w.add(ky * t.run * width);
@@ -266,9 +267,6 @@ mod avx2 {
         };
     }
 
-    full_kernel!(k3x4, 3, 4, [w0, w1, w2], [w0, w1, w2], [
-        x0: [c00, c01, c02], x1: [c10, c11, c12], x2: [c20, c21, c22], x3: [c30, c31, c32]
-    ]);
     full_kernel!(k2x6, 2, 6, [w0, w1], [w0, w1], [
         x0: [c00, c01], x1: [c10, c11], x2: [c20, c21], x3: [c30, c31], x4: [c40, c41], x5: [c50, c51]
     ]);
@@ -282,7 +280,6 @@ mod avx2 {
         match nv {
             1 => epilogue(&k1x12(t), np, t, e),
             2 => epilogue(&k2x6(t), np, t, e),
-            3 => epilogue(&k3x4(t), np, t, e),
             _ => unreachable!("block of {nv} vectors"),
         }
     }
@@ -302,7 +299,6 @@ mod avx2 {
         match nv {
             1 => by_np!(1, np, t, e, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
             2 => by_np!(2, np, t, e, [1, 2, 3, 4, 5, 6]),
-            3 => by_np!(3, np, t, e, [1, 2, 3, 4]),
             _ => unreachable!("block of {nv} vectors"),
         }
     }

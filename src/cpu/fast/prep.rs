@@ -180,20 +180,20 @@ impl EpiloguePrep {
 pub(crate) struct Block {
     /// First vector (channel `v0 * LANES`).
     pub v0: usize,
-    /// Vectors in the block (1..=3).
+    /// Vectors in the block (1 or 2).
     pub nv: usize,
     /// Offset of the block's weights in the packed array.
     pub off: usize,
 }
 
-/// Splits `nvec` vectors into blocks of at most 3 (the register budget of the micro-kernel),
-/// as evenly as possible.
+/// Splits `nvec` vectors into blocks of 2 (the 2 x 6 micro-kernel: 12 accumulators, 2 weight
+/// vectors and a broadcast in 15 of the 16 AVX2 registers), and a last block of 1 when odd.
+/// (A 3 x 4 kernel needs all 16 registers and LLVM spilled inside its loop: slower.)
 pub(crate) fn blocks(nvec: usize, taps: usize) -> Vec<Block> {
     let mut out = Vec::new();
-    let n = nvec.div_ceil(3);
     let (mut v0, mut off) = (0, 0);
-    for i in 0..n {
-        let nv = (nvec - v0).div_ceil(n - i).min(3);
+    while v0 < nvec {
+        let nv = (nvec - v0).min(2);
         out.push(Block { v0, nv, off });
         v0 += nv;
         off += taps * nv * LANES;

@@ -1,0 +1,256 @@
+//! The fast CPU executor on the AdaFM-Net-style color network (48 channels, 8 residual
+//! blocks; 44.85 GFLOP at 512x512), at 256x256 and 512x512.
+//!
+//! ```text
+//! cargo bench --bench cpu_net                  # summary table + criterion
+//! cargo bench --bench cpu_net -- --quick       # summary table only
+//! cargo bench --bench cpu_net -- --export-only # only write target/bench_net.safetensors
+//! ```
+//! Writes the network's weights at the bench level (PyTorch layout) and a 64x64 input/output
+//! pair to `target/bench_net.safetensors` for `tools/bench_peers.py`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use tunable::cpu::fast::{bench_net, FastPlan};
+use tunable::plan::{LevelVec, Plan};
+use tunable::tensor::{Shape, Tensor};
+
+const CHANNELS: usize = 48;
+const BLOCKS: usize = 8;
+const SEED: u64 = 2024;
+const LEVEL: LevelVec = [0.5, 0.0, 0.0, 0.0];
+const SIZES: [usize; 2] = [256, 512];
+
+fn input(size: usize, seed: u32) -> Tensor {
+    // A smooth image with some texture, values in [0, 1].
+    let s = Shape::new(3, size, size);
+    let data = (0..s.len())
+        .map(|i| {
+            let (c, y, x) = (i / (size * size), i / size % size, i % size);
+            let h = (x as u32).wrapping_mul(73856093) ^ (y as u32).wrapping_mul(19349663) ^ (c as u32 + seed);
+            0.5 + 0.3 * ((x + c * 7) as f32 * 0.05).sin() * ((y as f32) * 0.03).cos() + 0.1 * ((h % 1000) as f32 / 1000.0)
+        })
+        .collect();
+    Tensor::from_vec(s, data)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// Writes the weights at `LEVEL` and a 64x64 check pair for the peer benchmarks.
+fn export(plan: &Plan, fast: &FastPlan) -> PathBuf {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = bench_net::torch_weights(plan, &LEVEL);
+    let x = input(64, 1);
+    let y = fast.run(&x, &LEVEL).expect("run");
+    tensors.push(("check.input".into(), vec![3, 64, 64], x.data));
+    tensors.push(("check.output".into(), vec![3, 64, 64], y.data));
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, s, d)| (n, s, d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    let meta = HashMap::from([
+        ("channels".to_string(), CHANNELS.to_string()),
+        ("blocks".to_string(), BLOCKS.to_string()),
+        ("seed".to_string(), SEED.to_string()),
+        ("level".to_string(), LEVEL.map(|v| v.to_string()).join(",")),
+    ]);
+    let dir = target_dir();
+    std::fs::create_dir_all(&dir).expect("target dir");
+    let path = dir.join("bench_net.safetensors");
+    safetensors::serialize_to_file(views, Some(meta), &path).expect("write safetensors");
+    path
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Median and best of `n` timed runs after two warm-ups.
+fn time_runs(fast: &FastPlan, x: &Tensor, n: usize) -> (Duration, Duration) {
+    for _ in 0..2 {
+        black_box(fast.run(x, &LEVEL).unwrap());
+    }
+    let mut t: Vec<Duration> = (0..n)
+        .map(|_| {
+            let s = Instant::now();
+            black_box(fast.run(x, &LEVEL).unwrap());
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    (t[n / 2], t[0])
+}
+
+/// FMA throughput of one core (12 independent chains, no loads): the roofline.
+#[cfg(target_arch = "x86_64")]
+fn peak_gflops() -> f64 {
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn spin(n: usize) -> f32 {
+        use std::arch::x86_64::*;
+        let mut a = [_mm256_set1_ps(1.0); 12];
+        let m = _mm256_set1_ps(0.999_999);
+        let c = _mm256_set1_ps(1e-7);
+        for _ in 0..n {
+            for v in a.iter_mut() {
+                *v = _mm256_fmadd_ps(*v, m, c);
+            }
+        }
+        let mut s = _mm256_setzero_ps();
+        for v in a {
+            s = _mm256_add_ps(s, v);
+        }
+        _mm256_cvtss_f32(s)
+    }
+    let n = 50_000_000;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        black_box(unsafe { spin(black_box(n)) });
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (n * 12 * 16) as f64 / best / 1e9
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux schedstat), immune to waiting.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// A chain of `n` 48 -> 48 3x3 convs (ReLU) on a 48-channel input.
+fn conv_chain(n: usize) -> Plan {
+    use tunable::plan::{Activation, Conv2d, Epilogue, Mix, Node, Op};
+    let c = CHANNELS;
+    let nodes = (0..n)
+        .map(|i| Node {
+            name: format!("conv{i}"),
+            op: Op::Conv2d(Conv2d {
+                cin: c,
+                cout: c,
+                k: 3,
+                stride: 1,
+                mix: Mix::none(),
+                weight: (0..c * c * 9).map(|j| ((j * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.07).collect(),
+                epilogue: Epilogue { bias: vec![0.01; c], scale_shift: None, act: Activation::Relu, combine: None },
+                noise_channel: None,
+                unfused_mix: false,
+            }),
+            input: i,
+            others: vec![],
+            output: i + 1,
+        })
+        .collect();
+    Plan { in_channels: c, num_tensors: n + 1, nodes, output: n }
+}
+
+/// One 48 -> 48 3x3 conv at 256x256 (the body layer at 512x512) on one thread (CPU time)
+/// and on two (wall time): (chain of 9 - chain of 1) / 8, best of 5.
+fn layer_bench() {
+    #[cfg(target_arch = "x86_64")]
+    println!("peak FMA throughput, one core: {:.1} GFLOP/s", peak_gflops());
+    let x = {
+        let s = Shape::new(CHANNELS, 256, 256);
+        Tensor::from_vec(s, (0..s.len()).map(|i| ((i * 31 % 997) as f32 / 997.0) - 0.3).collect())
+    };
+    let gflop = 2.0 * 48.0 * 48.0 * 9.0 * 256.0 * 256.0 / 1e9;
+    let (long, short) = (FastPlan::new(&conv_chain(9)).unwrap(), FastPlan::new(&conv_chain(1)).unwrap());
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let time = |f: &FastPlan| {
+                black_box(f.run(&x, &LEVEL).unwrap());
+                (0..5)
+                    .map(|_| {
+                        let (t, c) = (Instant::now(), thread_cpu_ns());
+                        black_box(f.run(&x, &LEVEL).unwrap());
+                        match (threads, c, thread_cpu_ns()) {
+                            (1, Some(a), Some(b)) => (b - a) as f64 * 1e-9,
+                            _ => t.elapsed().as_secs_f64(),
+                        }
+                    })
+                    .fold(f64::MAX, f64::min)
+            };
+            let per = (time(&long) - time(&short)) / 8.0;
+            let how = if threads == 1 { "cpu time" } else { "wall time" };
+            println!(
+                "{threads} thread(s), {how}: 48->48 3x3 conv at 256x256: {:.2} ms, {:.1} GFLOP/s",
+                per * 1e3,
+                gflop / per
+            );
+        });
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let plan = bench_net::adafm_net_plan(CHANNELS, BLOCKS, SEED);
+    let fast = FastPlan::new(&plan).expect("FastPlan::new");
+    let path = export(&plan, &fast);
+    eprintln!("wrote {}", path.display());
+    if args.iter().any(|a| a == "--export-only") {
+        return;
+    }
+    if args.iter().any(|a| a == "--layer") {
+        layer_bench();
+        return;
+    }
+
+    println!(
+        "fast CPU executor, AdaFM-Net-style {CHANNELS}ch x {BLOCKS} blocks, kernel {:?}, {} rayon threads",
+        fast.kernel(),
+        rayon::current_num_threads()
+    );
+    println!("| size | GFLOP | median ms | best ms | GFLOP/s (median) | pool MB | peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|");
+    for size in SIZES {
+        let x = input(size, 0);
+        let gflop = bench_net::plan_flops(&plan, size, size).unwrap() / 1e9;
+        fast.release_memory();
+        let n = if size >= 512 { 15 } else { 40 };
+        let (med, best) = time_runs(&fast, &x, n);
+        // Machine-readable, for tools/bench_peers.py.
+        eprintln!("RESULT size={size} median_ms={:.3} best_ms={:.3}", med.as_secs_f64() * 1e3, best.as_secs_f64() * 1e3);
+        println!(
+            "| {size}x{size} | {gflop:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            med.as_secs_f64() * 1e3,
+            best.as_secs_f64() * 1e3,
+            gflop / med.as_secs_f64(),
+            fast.retained_bytes() as f64 / (1 << 20) as f64,
+            peak_rss_mb()
+        );
+    }
+    if args.iter().any(|a| a == "--quick") {
+        return;
+    }
+
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8))
+        .configure_from_args();
+    let mut g = c.benchmark_group("cpu_net");
+    for size in SIZES {
+        let x = input(size, 0);
+        let flops = bench_net::plan_flops(&plan, size, size).unwrap();
+        g.throughput(Throughput::Elements(flops as u64)); // elements = FLOP
+        g.bench_with_input(BenchmarkId::new("fast", size), &x, |b, x| b.iter(|| fast.run(x, &LEVEL).unwrap()));
+    }
+    g.finish();
+    c.final_summary();
+}
