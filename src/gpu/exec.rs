@@ -75,6 +75,9 @@ struct Prepared {
     staging: wgpu::Buffer,
 }
 
+/// The prepared state of one input size, locked while a run uses its buffers.
+type SharedPrepared = Arc<Mutex<Prepared>>;
+
 /// A plan uploaded to the GPU. `Send + Sync`; runs from several threads are safe (runs of
 /// the same size are serialised on that size's buffers).
 pub struct GpuPlan {
@@ -86,7 +89,7 @@ pub struct GpuPlan {
     inputs: Vec<TensorId>,
     nodes: Vec<GpuNode>,
     level: wgpu::Buffer,
-    cache: Mutex<HashMap<Vec<[usize; 3]>, Arc<Mutex<Prepared>>>>,
+    cache: Mutex<HashMap<Vec<[usize; 3]>, SharedPrepared>>,
     /// Pairs each level write with its submission.
     submit: Mutex<()>,
 }
@@ -851,8 +854,9 @@ struct Launch {
 fn build_steps(ctx: &GpuContext, level: &wgpu::Buffer, launches: Vec<Launch>) -> Result<Vec<Step>> {
     let max = ctx.info().max_workgroups_per_dim;
     let mut uniforms: Vec<u8> = vec![];
-    let mut plan: Vec<(usize, Vec<(u64, [u32; 3])>)> = vec![];
-    for (i, l) in launches.iter().enumerate() {
+    // Per launch: (uniform offset, workgroup counts) of each dispatch.
+    let mut plan: Vec<Vec<(u64, [u32; 3])>> = vec![];
+    for l in &launches {
         let mut pieces = vec![];
         for piece in split_grid(l.grid, max) {
             let mut p = l.params;
@@ -864,13 +868,12 @@ fn build_steps(ctx: &GpuContext, level: &wgpu::Buffer, launches: Vec<Launch>) ->
             uniforms.resize((off + UNIFORM_STRIDE) as usize, 0);
             pieces.push((off, piece.count));
         }
-        plan.push((i, pieces));
+        plan.push(pieces);
     }
     let ubuf = ctx.buffer_with("params", &uniforms, wgpu::BufferUsages::UNIFORM)?;
     let scope = ErrorScope::push(&ctx.device);
     let mut steps = vec![];
-    for (i, pieces) in plan {
-        let l = &launches[i];
+    for (l, pieces) in launches.iter().zip(plan) {
         let pipeline = ctx.pipeline(l.kernel)?;
         let slot = |j: usize| {
             l.slots[j]
@@ -1027,7 +1030,7 @@ pub fn mix_weights(
     level: &LevelVec,
 ) -> Result<Vec<f32>> {
     let parts = coefs.len() + 1;
-    if coefs.len() > MAX_DELTAS || mixed.is_empty() || mixed.len() % parts != 0 {
+    if coefs.len() > MAX_DELTAS || mixed.is_empty() || !mixed.len().is_multiple_of(parts) {
         return Err(Error::Shape(format!(
             "mix of {} values in {parts} parts ({} deltas, at most {MAX_DELTAS})",
             mixed.len(),
@@ -1081,7 +1084,7 @@ pub fn ftn_transform(
     let kk = k * k;
     let n = cout * cin * kk;
     let bad = |m: String| Error::Shape(format!("FTN: {m}"));
-    if f.groups == 0 || cin % f.groups != 0 {
+    if f.groups == 0 || !cin.is_multiple_of(f.groups) {
         return Err(bad(format!(
             "{cin} channels are not divisible into {} groups",
             f.groups
@@ -1108,11 +1111,13 @@ pub fn ftn_transform(
     if n == 0 {
         return Ok(vec![]);
     }
-    let mut p = Params::default();
-    p.d0 = [cout as u32, cin as u32, kk as u32, gs as u32];
-    p.d1 = [u32_of(n, "FTN size")?, f.slope.len() as u32, 0, 0];
-    p.e0[0] = 0;
-    p.e1[2] = cin as u32;
+    // ep = [bias (cin) | slope]: bias at e0.x = 0, slope at e1.z = cin.
+    let mut p = Params {
+        d0: [cout as u32, cin as u32, kk as u32, gs as u32],
+        d1: [u32_of(n, "FTN size")?, f.slope.len() as u32, 0, 0],
+        e1: [0, 0, cin as u32, 0],
+        ..Default::default()
+    };
     let (g, pitch) = grid_1d(p.d1[0].div_ceil(256), ctx.info().max_workgroups_per_dim);
     p.d2[3] = pitch;
     let up = |what: &str, d: &[f32]| GpuPlan::upload_floats(ctx, "ftn", what, d);

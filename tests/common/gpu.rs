@@ -195,7 +195,7 @@ impl Worst {
         for (i, (g, r)) in gpu.data.iter().zip(&reference.data).enumerate() {
             let d = (g - r).abs();
             let tol = atol + 1e-5 * r.abs();
-            if !(d <= tol) {
+            if d > tol || d.is_nan() {
                 panic!(
                     "{}: {case}: element {i} of {:?}: gpu {g} vs reference {r} (diff {d:e}, tolerance {tol:e})",
                     self.name, gpu.shape
