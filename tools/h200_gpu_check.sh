@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One short session on a real GPU (the H200 lent to some tasks): adapter info, the CBSD68
+# evaluation of every shipped model through `tunable eval` on the GPU, the fused-vs-unfused
+# bench, and the WGSL kernel + golden tests on the real Vulkan driver.
+# Binaries are built on the developer machine and carried in .gpubin (see tools/README.md);
+# CBSD68 is carried in .data/CBSD68. Everything lands in $OUT (at most 8 files).
+set -uo pipefail
+for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+nv=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$nv" ] && export VK_DRIVER_FILES=$nv
+export XDG_RUNTIME_DIR=/tmp/xdg; mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+# Test binaries find their data through the developer machine's path.
+mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
+B=.gpubin
+# Results gather in /tmp/gpucheck and leave as one tarball, also when the time limit hits.
+OUTDIR=${OUT:-/tmp/out}; O=/tmp/gpucheck; mkdir -p "$O/eval" "$OUTDIR"
+trap 'tar czf "$OUTDIR/gpucheck.tgz" -C "$O" eval' EXIT TERM
+T0=$(date +%s); say() { echo "[gpu +$(( $(date +%s) - T0 ))s] $*"; }
+export TUNABLE_BACKEND=vulkan
+say info; $B/tunable info
+say eval
+for m in cfsnet adafm ftn dni; do
+  $B/tunable eval --model weights/denoise-$m-color.safetensors --data .data/CBSD68 \
+     --sigma 20,25,30,40,50,60,70,80 --json "$O/eval/$m.json" | tee "$O/eval/$m.md"
+done
+say bench
+TUNABLE_BENCH_BACKENDS=gpu timeout 60 $B/modulation --bench 2>&1 | grep -v "^Benchmarking\|^Warning\|^Found\|^ *[0-9]* (" | tee "$O/eval/bench.txt"
+say plain
+for s in 20 40 60 80; do
+  $B/tunable eval --model weights/denoise-plain-sigma$s-color.safetensors --data .data/CBSD68 \
+     --sigma 20,25,30,40,50,60,70,80 --json "$O/eval/plain$s.json" | tee "$O/eval/plain$s.md"
+done
+say kernels
+TUNABLE_REQUIRE_GPU=1 timeout 40 $B/gpu_kernels --test-threads 1 --nocapture 2>&1 | tee "$O/eval/kernels.txt" | tail -n 25
+say golden
+TUNABLE_REQUIRE_GPU=1 timeout 20 $B/golden --nocapture 2>&1 | tee "$O/eval/golden.txt" | tail -n 40
+say done
