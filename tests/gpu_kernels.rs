@@ -691,3 +691,96 @@ fn bad_nodes_are_errors() {
     let n = node("k4", Op::Conv2d(conv), 0, vec![], 1);
     assert!(g::run_node(&ctx, &n, &[0.0; 4], &x, &[]).is_err());
 }
+
+/// Throughput of the conv kernels on a chain of 8 layers (napkin math, not a test of speed):
+/// `TUNABLE_BENCH_SIZE=512 cargo test --release --test gpu_kernels -- --ignored --nocapture throughput`.
+#[test]
+#[ignore]
+fn throughput() {
+    let Some(ctx) = ctx() else { return };
+    let size: usize = std::env::var("TUNABLE_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let mut r = rng(77);
+    for &(name, c, k, dw, p) in &[
+        ("conv3x3 64->64 P=0", 64, 3, false, 0),
+        ("conv3x3 64->64 P=1 (fused mix)", 64, 3, false, 1),
+        ("conv1x1 64->64 P=0", 64, 1, false, 0),
+        ("conv5x5 32->32 P=0", 32, 5, false, 0),
+        ("depthwise3x3 64 P=1", 64, 3, true, 1),
+    ] {
+        let layers = 8;
+        let ep = EpFlags { act: 1, ..NO_EP };
+        let nodes = (0..layers)
+            .map(|i| {
+                let op = if dw {
+                    Op::Depthwise(rand_depthwise(&mut r, c, k, p, ep))
+                } else {
+                    Op::Conv2d(rand_conv(
+                        &mut r,
+                        &ConvSpec {
+                            cin: c,
+                            cout: c,
+                            k,
+                            stride: 1,
+                            p,
+                            ep,
+                            noise: false,
+                            unfused: false,
+                        },
+                    ))
+                };
+                node(&format!("l{i}"), op, i, vec![], i + 1)
+            })
+            .collect();
+        let plan = Plan {
+            in_channels: c,
+            num_tensors: layers + 1,
+            nodes,
+            output: layers,
+        };
+        let gp = GpuPlan::new(ctx.clone(), &plan).unwrap();
+        let x = rand_tensor(&mut r, Shape::new(c, size, size));
+        let level = rand_level(&mut r);
+        gp.run(&x, &level).unwrap();
+        let runs = 5;
+        let t = std::time::Instant::now();
+        for _ in 0..runs {
+            gp.run(&x, &level).unwrap();
+        }
+        let s = t.elapsed().as_secs_f64() / runs as f64;
+        let macs_per_px = if dw { c * k * k } else { c * c * k * k };
+        let gflop = 2.0 * (macs_per_px * size * size * layers) as f64 / 1e9;
+        println!(
+            "[throughput] {name:<32} {size}x{size}, {layers} layers: {:8.2} ms/run, {:8.1} GFLOP/s (incl. upload + readback of {:.1} MiB)",
+            s * 1e3,
+            gflop / s,
+            2.0 * (c * size * size * 4) as f64 / (1 << 20) as f64
+        );
+    }
+}
+
+#[test]
+fn device_loss_is_an_error_not_a_panic() {
+    if ctx().is_none() {
+        return;
+    }
+    // A second device of its own: the shared one must stay alive for the other tests.
+    let lost = GpuContext::new().unwrap();
+    let plan = small_plan(61);
+    let gp = GpuPlan::new(lost.clone(), &plan).unwrap();
+    let x = Tensor::zeros(Shape::new(3, 4, 4));
+    assert!(gp.run(&x, &[0.0; 4]).is_ok());
+    lost.simulate_device_loss();
+    for r in [
+        gp.run(&x, &[0.0; 4]).map(|_| ()),
+        GpuPlan::new(lost.clone(), &plan).map(|_| ()),
+        lost.check(),
+    ] {
+        match r {
+            Err(Error::DeviceLost(m)) => println!("[device lost] {m}"),
+            other => panic!("expected DeviceLost, got {other:?}"),
+        }
+    }
+}

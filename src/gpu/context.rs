@@ -271,7 +271,11 @@ impl GpuContext {
             device.set_device_lost_callback(move |reason, m| {
                 lost.store(true, Ordering::SeqCst);
                 if let Ok(mut g) = msg.lock() {
-                    *g = Some(format!("{reason:?}: {m}"));
+                    *g = Some(if m.is_empty() {
+                        format!("{reason:?}")
+                    } else {
+                        format!("{reason:?}: {m}")
+                    });
                 }
             });
         }
@@ -360,7 +364,7 @@ impl GpuContext {
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             max_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         };
-        Ok(GpuContext {
+        let ctx = GpuContext {
             device,
             queue,
             info,
@@ -372,7 +376,18 @@ impl GpuContext {
             pipelines: Arc::new(Mutex::new(HashMap::new())),
             device_limits: limits,
             dummy,
-        })
+        };
+        // Some adapters claim compute support and then cannot build a compute pipeline (seen:
+        // NVIDIA through EGL giving a desktop GL 3.3 context). Find out now, so the caller can
+        // fall back, instead of at the first model load.
+        ctx.compile(Kernel::Shuffle { unshuffle: true })
+            .map_err(|e| {
+                Error::Device(format!(
+                    "adapter '{}' ({:?}) cannot build compute kernels: {e}",
+                    ai.name, ai.backend
+                ))
+            })?;
+        Ok(ctx)
     }
 
     /// The same device, queue and pipeline cache with other forced limits (tests use this to
@@ -424,6 +439,17 @@ impl GpuContext {
             .min(self.info.max_buffer_size)
     }
 
+    /// Destroys the device as a driver reset would (tests of the device-lost path): every
+    /// later call on this context, or on plans built on it, returns `Error::DeviceLost`.
+    pub fn simulate_device_loss(&self) {
+        self.device.destroy();
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        self.lost.store(true, Ordering::SeqCst);
+        if let Ok(mut g) = self.lost_message.lock() {
+            g.get_or_insert_with(|| "destroyed (simulated)".into());
+        }
+    }
+
     /// Error if the device was lost (or an error escaped every error scope).
     pub fn check(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
@@ -473,7 +499,9 @@ impl GpuContext {
                 },
                 cache: None,
             });
-        scope.pop(&format!("compiling kernel {label}"))?;
+        scope
+            .pop(&format!("compiling kernel {label}"))
+            .map_err(|e| self.lost_or(e))?;
         self.check()?;
         self.pipelines
             .lock()
@@ -514,7 +542,9 @@ impl GpuContext {
             usage,
             mapped_at_creation: false,
         });
-        scope.pop(&format!("allocating {label} ({size} bytes)"))?;
+        scope
+            .pop(&format!("allocating {label} ({size} bytes)"))
+            .map_err(|e| self.lost_or(e))?;
         Ok(b)
     }
 
@@ -540,7 +570,9 @@ impl GpuContext {
     pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
         let scope = ErrorScope::push(&self.device);
         let index = self.queue.submit([encoder.finish()]);
-        scope.pop("submitting GPU commands")?;
+        scope
+            .pop("submitting GPU commands")
+            .map_err(|e| self.lost_or(e))?;
         Ok(index)
     }
 
@@ -588,7 +620,7 @@ impl GpuContext {
         Ok(out)
     }
 
-    fn lost_or(&self, e: Error) -> Error {
+    pub(crate) fn lost_or(&self, e: Error) -> Error {
         match self.check() {
             Err(l) => l,
             Ok(()) => e,
@@ -636,6 +668,15 @@ impl ErrorScope {
                 context: context.to_string(),
                 message: format!("{e}"),
             }),
+        }
+    }
+}
+
+impl Drop for ErrorScope {
+    /// A scope left by an early return is popped innermost first (wgpu panics otherwise).
+    fn drop(&mut self) {
+        while let Some(g) = self.guards.pop() {
+            drop(g);
         }
     }
 }

@@ -829,7 +829,9 @@ impl GpuPlan {
             0,
             out_bytes,
         );
-        scope.pop("recording the plan")?;
+        scope
+            .pop("recording the plan")
+            .map_err(|e| ctx.lost_or(e))?;
         let index = {
             let _g = self.submit.lock().map_err(poisoned)?;
             ctx.queue
@@ -871,10 +873,13 @@ fn build_steps(ctx: &GpuContext, level: &wgpu::Buffer, launches: Vec<Launch>) ->
         plan.push(pieces);
     }
     let ubuf = ctx.buffer_with("params", &uniforms, wgpu::BufferUsages::UNIFORM)?;
+    let pipelines = launches
+        .iter()
+        .map(|l| ctx.pipeline(l.kernel))
+        .collect::<Result<Vec<_>>>()?;
     let scope = ErrorScope::push(&ctx.device);
     let mut steps = vec![];
-    for (l, pieces) in launches.iter().zip(plan) {
-        let pipeline = ctx.pipeline(l.kernel)?;
+    for ((l, pieces), pipeline) in launches.iter().zip(plan).zip(pipelines) {
         let slot = |j: usize| {
             l.slots[j]
                 .as_ref()
