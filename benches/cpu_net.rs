@@ -31,8 +31,11 @@ fn input(size: usize, seed: u32) -> Tensor {
     let data = (0..s.len())
         .map(|i| {
             let (c, y, x) = (i / (size * size), i / size % size, i % size);
-            let h = (x as u32).wrapping_mul(73856093) ^ (y as u32).wrapping_mul(19349663) ^ (c as u32 + seed);
-            0.5 + 0.3 * ((x + c * 7) as f32 * 0.05).sin() * ((y as f32) * 0.03).cos() + 0.1 * ((h % 1000) as f32 / 1000.0)
+            let h = (x as u32).wrapping_mul(73856093)
+                ^ (y as u32).wrapping_mul(19349663)
+                ^ (c as u32 + seed);
+            0.5 + 0.3 * ((x + c * 7) as f32 * 0.05).sin() * ((y as f32) * 0.03).cos()
+                + 0.1 * ((h % 1000) as f32 / 1000.0)
         })
         .collect();
     Tensor::from_vec(s, data)
@@ -57,7 +60,13 @@ fn export(plan: &Plan, fast: &FastPlan) -> PathBuf {
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     let meta = HashMap::from([
         ("channels".to_string(), CHANNELS.to_string()),
@@ -130,12 +139,18 @@ fn peak_gflops() -> f64 {
 
 /// Nanoseconds this thread has run on a CPU (Linux schedstat), immune to waiting.
 fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
-/// A chain of `n` 48 -> 48 3x3 convs (ReLU) on a 48-channel input.
-fn conv_chain(n: usize) -> Plan {
-    use tunable::plan::{Activation, Conv2d, Epilogue, Mix, Node, Op};
+/// A chain of `n` 48 -> 48 3x3 convs (ReLU; with `combine`, plus their input) on a
+/// 48-channel input.
+fn conv_chain(n: usize, combine: bool) -> Plan {
+    use tunable::plan::{Activation, Combine, Conv2d, Epilogue, Mix, Node, Op};
     let c = CHANNELS;
     let nodes = (0..n)
         .map(|i| Node {
@@ -146,32 +161,64 @@ fn conv_chain(n: usize) -> Plan {
                 k: 3,
                 stride: 1,
                 mix: Mix::none(),
-                weight: (0..c * c * 9).map(|j| ((j * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.07).collect(),
-                epilogue: Epilogue { bias: vec![0.01; c], scale_shift: None, act: Activation::Relu, combine: None },
+                weight: (0..c * c * 9)
+                    .map(|j| ((j * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.07)
+                    .collect(),
+                epilogue: Epilogue {
+                    bias: vec![0.01; c],
+                    scale_shift: None,
+                    act: Activation::Relu,
+                    combine: combine.then(|| Combine {
+                        u: vec![1.0; c],
+                        v: vec![vec![0.5; c]],
+                    }),
+                },
                 noise_channel: None,
                 unfused_mix: false,
             }),
             input: i,
-            others: vec![],
+            others: if combine { vec![i] } else { vec![] },
             output: i + 1,
         })
         .collect();
-    Plan { in_channels: c, num_tensors: n + 1, nodes, output: n }
+    Plan {
+        in_channels: c,
+        num_tensors: n + 1,
+        nodes,
+        output: n,
+    }
 }
 
 /// One 48 -> 48 3x3 conv at 256x256 (the body layer at 512x512) on one thread (CPU time)
 /// and on two (wall time): (chain of 9 - chain of 1) / 8, best of 5.
 fn layer_bench() {
     #[cfg(target_arch = "x86_64")]
-    println!("peak FMA throughput, one core: {:.1} GFLOP/s", peak_gflops());
+    println!(
+        "peak FMA throughput, one core: {:.1} GFLOP/s",
+        peak_gflops()
+    );
     let x = {
         let s = Shape::new(CHANNELS, 256, 256);
-        Tensor::from_vec(s, (0..s.len()).map(|i| ((i * 31 % 997) as f32 / 997.0) - 0.3).collect())
+        Tensor::from_vec(
+            s,
+            (0..s.len())
+                .map(|i| ((i * 31 % 997) as f32 / 997.0) - 0.3)
+                .collect(),
+        )
     };
     let gflop = 2.0 * 48.0 * 48.0 * 9.0 * 256.0 * 256.0 / 1e9;
-    let (long, short) = (FastPlan::new(&conv_chain(9)).unwrap(), FastPlan::new(&conv_chain(1)).unwrap());
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let cases: Vec<(usize, bool)> = match std::env::var("CPU_NET_LAYER").as_deref() {
+        Ok("plain") => vec![(1, false)],
+        Ok("combine") => vec![(1, true)],
+        _ => vec![(1, false), (1, true), (2, false)],
+    };
+    for (threads, combine) in cases {
+        let long = FastPlan::new(&conv_chain(9, combine)).unwrap();
+        let short = FastPlan::new(&conv_chain(1, combine)).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let time = |f: &FastPlan| {
                 black_box(f.run(&x, &LEVEL).unwrap());
@@ -187,9 +234,14 @@ fn layer_bench() {
                     .fold(f64::MAX, f64::min)
             };
             let per = (time(&long) - time(&short)) / 8.0;
-            let how = if threads == 1 { "cpu time" } else { "wall time" };
+            let how = if threads == 1 {
+                "cpu time"
+            } else {
+                "wall time"
+            };
             println!(
-                "{threads} thread(s), {how}: 48->48 3x3 conv at 256x256: {:.2} ms, {:.1} GFLOP/s",
+                "{threads} thread(s), {how}: 48->48 3x3 conv{} at 256x256: {:.2} ms, {:.1} GFLOP/s",
+                if combine { " + combine" } else { "" },
                 per * 1e3,
                 gflop / per
             );
@@ -225,7 +277,11 @@ fn main() {
         let n = if size >= 512 { 15 } else { 40 };
         let (med, best) = time_runs(&fast, &x, n);
         // Machine-readable, for tools/bench_peers.py.
-        eprintln!("RESULT size={size} median_ms={:.3} best_ms={:.3}", med.as_secs_f64() * 1e3, best.as_secs_f64() * 1e3);
+        eprintln!(
+            "RESULT size={size} median_ms={:.3} best_ms={:.3}",
+            med.as_secs_f64() * 1e3,
+            best.as_secs_f64() * 1e3
+        );
         println!(
             "| {size}x{size} | {gflop:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
             med.as_secs_f64() * 1e3,
@@ -249,7 +305,9 @@ fn main() {
         let x = input(size, 0);
         let flops = bench_net::plan_flops(&plan, size, size).unwrap();
         g.throughput(Throughput::Elements(flops as u64)); // elements = FLOP
-        g.bench_with_input(BenchmarkId::new("fast", size), &x, |b, x| b.iter(|| fast.run(x, &LEVEL).unwrap()));
+        g.bench_with_input(BenchmarkId::new("fast", size), &x, |b, x| {
+            b.iter(|| fast.run(x, &LEVEL).unwrap())
+        });
     }
     g.finish();
     c.final_summary();

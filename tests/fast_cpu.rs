@@ -15,8 +15,8 @@ use rand::{Rng, SeedableRng};
 use tunable::cpu::fast::{bench_net, FastPlan, Kernel};
 use tunable::cpu::reference;
 use tunable::plan::{
-    conv_out_dim, Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op, Plan,
-    MAX_AXES,
+    conv_out_dim, Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix,
+    Node, Op, Plan, MAX_AXES,
 };
 use tunable::tensor::{Shape, Tensor};
 use tunable::Error;
@@ -35,7 +35,10 @@ fn random_mix(rng: &mut StdRng, p: usize) -> Mix {
             for g in gain.iter_mut() {
                 *g = rng.gen_range(-1.0..1.0);
             }
-            Affine { offset: rng.gen_range(-0.5..0.5), gain }
+            Affine {
+                offset: rng.gen_range(-0.5..0.5),
+                gain,
+            }
         })
         .collect();
     Mix { coefs }
@@ -75,7 +78,9 @@ struct EpSel {
 fn epilogue(rng: &mut StdRng, sel: EpSel, p: usize, c: usize) -> Epilogue {
     Epilogue {
         bias: mixed(rng, p, c, -0.5, 0.5),
-        scale_shift: sel.scale_shift.then(|| (mixed(rng, p, c, 0.5, 1.5), mixed(rng, p, c, -0.5, 0.5))),
+        scale_shift: sel
+            .scale_shift
+            .then(|| (mixed(rng, p, c, 0.5, 1.5), mixed(rng, p, c, -0.5, 0.5))),
         act: match sel.act {
             ActSel::None => Activation::None,
             ActSel::Relu => Activation::Relu,
@@ -83,7 +88,9 @@ fn epilogue(rng: &mut StdRng, sel: EpSel, p: usize, c: usize) -> Epilogue {
         },
         combine: (sel.combine > 0).then(|| Combine {
             u: mixed(rng, p, c, -1.0, 1.0),
-            v: (0..sel.combine).map(|_| mixed(rng, p, c, -1.0, 1.0)).collect(),
+            v: (0..sel.combine)
+                .map(|_| mixed(rng, p, c, -1.0, 1.0))
+                .collect(),
         }),
     }
 }
@@ -93,7 +100,11 @@ fn all_epilogues() -> Vec<EpSel> {
     for scale_shift in [false, true] {
         for act in [ActSel::None, ActSel::Relu, ActSel::Prelu] {
             for combine in 0..=2 {
-                v.push(EpSel { scale_shift, act, combine });
+                v.push(EpSel {
+                    scale_shift,
+                    act,
+                    combine,
+                });
             }
         }
     }
@@ -113,7 +124,17 @@ struct ConvCase {
     noise: bool,
 }
 
-fn conv_op(rng: &mut StdRng, cin: usize, cout: usize, k: usize, stride: usize, p: usize, ep: EpSel, noise: bool) -> Conv2d {
+#[allow(clippy::too_many_arguments)]
+fn conv_op(
+    rng: &mut StdRng,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    p: usize,
+    ep: EpSel,
+    noise: bool,
+) -> Conv2d {
     let wcin = cin + noise as usize;
     let n = cout * wcin * k * k;
     let bound = 1.0 / ((wcin * k * k) as f32).sqrt();
@@ -127,13 +148,22 @@ fn conv_op(rng: &mut StdRng, cin: usize, cout: usize, k: usize, stride: usize, p
         mix: random_mix(rng, p),
         weight,
         epilogue: epilogue(rng, ep, p, cout),
-        noise_channel: noise.then(|| Affine { offset: 0.1, gain: [0.5, 0.0, -0.25, 0.0] }),
+        noise_channel: noise.then(|| Affine {
+            offset: 0.1,
+            gain: [0.5, 0.0, -0.25, 0.0],
+        }),
         unfused_mix: rng.gen_bool(0.5),
     }
 }
 
 fn node(name: &str, op: Op, input: usize, others: Vec<usize>, output: usize) -> Node {
-    Node { name: name.into(), op, input, others, output }
+    Node {
+        name: name.into(),
+        op,
+        input,
+        others,
+        output,
+    }
 }
 
 /// The conv under test reads tensor 0; its combine tensors are 1x1 stride-s convs of the input
@@ -141,15 +171,26 @@ fn node(name: &str, op: Op, input: usize, others: Vec<usize>, output: usize) -> 
 fn conv_plan(rng: &mut StdRng, c: &ConvCase) -> Plan {
     let mut nodes = Vec::new();
     for i in 0..c.ep.combine {
-        let ep = EpSel { scale_shift: false, act: ActSel::None, combine: 0 };
+        let ep = EpSel {
+            scale_shift: false,
+            act: ActSel::None,
+            combine: 0,
+        };
         let op = Op::Conv2d(conv_op(rng, c.cin, c.cout, 1, c.stride, 0, ep, false));
         nodes.push(node(&format!("other{i}"), op, 0, vec![], i + 1));
     }
     let others: Vec<usize> = (1..=c.ep.combine).collect();
     let out = c.ep.combine + 1;
-    let op = Op::Conv2d(conv_op(rng, c.cin, c.cout, c.k, c.stride, c.p, c.ep, c.noise));
+    let op = Op::Conv2d(conv_op(
+        rng, c.cin, c.cout, c.k, c.stride, c.p, c.ep, c.noise,
+    ));
     nodes.push(node("conv", op, 0, others, out));
-    Plan { in_channels: c.cin, num_tensors: out + 1, nodes, output: out }
+    Plan {
+        in_channels: c.cin,
+        num_tensors: out + 1,
+        nodes,
+        output: out,
+    }
 }
 
 fn random_tensor(rng: &mut StdRng, s: Shape) -> Tensor {
@@ -182,8 +223,16 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, reduction: usize) -> f3
 }
 
 /// Runs `plan` on both executors at `level` and compares; returns the largest difference.
-fn check_plan(what: &str, plan: &Plan, input: &Tensor, level: &LevelVec, reduction: usize, kernel: Kernel) -> f32 {
-    plan.shapes(input.shape.h, input.shape.w).expect("valid test plan");
+fn check_plan(
+    what: &str,
+    plan: &Plan,
+    input: &Tensor,
+    level: &LevelVec,
+    reduction: usize,
+    kernel: Kernel,
+) -> f32 {
+    plan.shapes(input.shape.h, input.shape.w)
+        .expect("valid test plan");
     let want = reference::run_plan(plan, level, input);
     let fast = FastPlan::with_kernel(plan, kernel).expect("FastPlan::new");
     let got = fast.run(input, level).expect("FastPlan::run");
@@ -195,7 +244,14 @@ fn run_conv_case(rng: &mut StdRng, c: &ConvCase, kernel: Kernel) -> f32 {
     let input = random_tensor(rng, Shape::new(c.cin, c.h, c.w));
     let level = random_level(rng);
     let what = format!("{c:?} {kernel:?}");
-    check_plan(&what, &plan, &input, &level, (c.cin + 1) * c.k * c.k, kernel)
+    check_plan(
+        &what,
+        &plan,
+        &input,
+        &level,
+        (c.cin + 1) * c.k * c.k,
+        kernel,
+    )
 }
 
 const CHANNELS: [usize; 5] = [1, 3, 5, 17, 64];
@@ -215,7 +271,17 @@ fn conv_every_epilogue_and_noise() {
     for ep in all_epilogues() {
         for noise in [false, true] {
             for (h, w, stride) in [(7, 5, 1), (9, 11, 2)] {
-                let c = ConvCase { h, w, cin: 5, cout: 17, k: 3, stride, p: 2, ep, noise };
+                let c = ConvCase {
+                    h,
+                    w,
+                    cin: 5,
+                    cout: 17,
+                    k: 3,
+                    stride,
+                    p: 2,
+                    ep,
+                    noise,
+                };
                 worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
             }
         }
@@ -227,12 +293,26 @@ fn conv_every_epilogue_and_noise() {
 fn conv_kernel_sizes_strides_tiny_images() {
     let mut rng = StdRng::seed_from_u64(2);
     let mut worst = 0.0f32;
-    let ep = EpSel { scale_shift: true, act: ActSel::Prelu, combine: 1 };
+    let ep = EpSel {
+        scale_shift: true,
+        act: ActSel::Prelu,
+        combine: 1,
+    };
     for (h, w) in SIZES {
         for k in [1, 3, 5, 7] {
             for stride in [1, 2] {
                 for noise in [false, true] {
-                    let c = ConvCase { h, w, cin: 3, cout: 5, k, stride, p: 1, ep, noise };
+                    let c = ConvCase {
+                        h,
+                        w,
+                        cin: 3,
+                        cout: 5,
+                        k,
+                        stride,
+                        p: 1,
+                        ep,
+                        noise,
+                    };
                     worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
                 }
             }
@@ -247,15 +327,43 @@ fn conv_channel_counts() {
     let mut worst = 0.0f32;
     for cin in CHANNELS {
         for cout in CHANNELS {
-            let ep = EpSel { scale_shift: false, act: ActSel::Relu, combine: 2 };
-            let c = ConvCase { h: 13, w: 29, cin, cout, k: 3, stride: 1, p: 0, ep, noise: false };
+            let ep = EpSel {
+                scale_shift: false,
+                act: ActSel::Relu,
+                combine: 2,
+            };
+            let c = ConvCase {
+                h: 13,
+                w: 29,
+                cin,
+                cout,
+                k: 3,
+                stride: 1,
+                p: 0,
+                ep,
+                noise: false,
+            };
             worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
         }
     }
     // Every output-channel blocking (1..=9 vectors, partial last vectors).
     for cout in [8, 9, 16, 24, 25, 32, 40, 48, 56, 72] {
-        let ep = EpSel { scale_shift: true, act: ActSel::None, combine: 1 };
-        let c = ConvCase { h: 6, w: 31, cin: 4, cout, k: 3, stride: 1, p: 1, ep, noise: false };
+        let ep = EpSel {
+            scale_shift: true,
+            act: ActSel::None,
+            combine: 1,
+        };
+        let c = ConvCase {
+            h: 6,
+            w: 31,
+            cin: 4,
+            cout,
+            k: 3,
+            stride: 1,
+            p: 1,
+            ep,
+            noise: false,
+        };
         worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
     }
     report("conv_channel_counts", worst);
@@ -267,8 +375,22 @@ fn conv_deltas() {
     let mut worst = 0.0f32;
     for p in 0..=4 {
         for k in [1, 3, 5] {
-            let ep = EpSel { scale_shift: true, act: ActSel::Relu, combine: 2 };
-            let c = ConvCase { h: 11, w: 9, cin: 17, cout: 5, k, stride: 1 + p % 2, p, ep, noise: p == 3 };
+            let ep = EpSel {
+                scale_shift: true,
+                act: ActSel::Relu,
+                combine: 2,
+            };
+            let c = ConvCase {
+                h: 11,
+                w: 9,
+                cin: 17,
+                cout: 5,
+                k,
+                stride: 1 + p % 2,
+                p,
+                ep,
+                noise: p == 3,
+            };
             worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
         }
     }
@@ -329,8 +451,22 @@ fn conv_portable_kernel() {
 fn conv_large_layer() {
     // One layer of the benchmark network's size class: 48 -> 48, 3x3, with a residual.
     let mut rng = StdRng::seed_from_u64(7);
-    let ep = EpSel { scale_shift: false, act: ActSel::None, combine: 1 };
-    let c = ConvCase { h: 37, w: 70, cin: 48, cout: 48, k: 3, stride: 1, p: 1, ep, noise: false };
+    let ep = EpSel {
+        scale_shift: false,
+        act: ActSel::None,
+        combine: 1,
+    };
+    let c = ConvCase {
+        h: 37,
+        w: 70,
+        cin: 48,
+        cout: 48,
+        k: 3,
+        stride: 1,
+        p: 1,
+        ep,
+        noise: false,
+    };
     let worst = run_conv_case(&mut rng, &c, Kernel::Avx2);
     report("conv_large_layer", worst);
 }
@@ -352,8 +488,18 @@ fn depthwise_cases() {
                     // Others: 1x1 convs of the input (same shape as the output).
                     let mut nodes = Vec::new();
                     for o in 0..ep.combine {
-                        let sel = EpSel { scale_shift: false, act: ActSel::None, combine: 0 };
-                        nodes.push(node("o", Op::Conv2d(conv_op(&mut rng, ch, ch, 1, 1, 0, sel, false)), 0, vec![], o + 1));
+                        let sel = EpSel {
+                            scale_shift: false,
+                            act: ActSel::None,
+                            combine: 0,
+                        };
+                        nodes.push(node(
+                            "o",
+                            Op::Conv2d(conv_op(&mut rng, ch, ch, 1, 1, 0, sel, false)),
+                            0,
+                            vec![],
+                            o + 1,
+                        ));
                     }
                     let bound = 1.0 / k as f32;
                     let mut weight = uni(&mut rng, ch * k * k, -bound, bound);
@@ -367,7 +513,12 @@ fn depthwise_cases() {
                     };
                     let out = ep.combine + 1;
                     nodes.push(node("dw", Op::Depthwise(dw), 0, (1..out).collect(), out));
-                    let plan = Plan { in_channels: ch, num_tensors: out + 1, nodes, output: out };
+                    let plan = Plan {
+                        in_channels: ch,
+                        num_tensors: out + 1,
+                        nodes,
+                        output: out,
+                    };
                     let input = random_tensor(&mut rng, Shape::new(ch, h, w));
                     let level = random_level(&mut rng);
                     let what = format!("depthwise ch={ch} k={k} {h}x{w} p={p} {ep:?} {kernel:?}");
@@ -387,7 +538,10 @@ fn eltwise_and_shuffles() {
         for &ch in &CHANNELS {
             for (h, w) in [(2, 2), (6, 10), (34, 66)] {
                 for (vi, with_v) in [false, true].into_iter().enumerate() {
-                    for (ai, act) in [ActSel::None, ActSel::Relu, ActSel::Prelu].into_iter().enumerate() {
+                    for (ai, act) in [ActSel::None, ActSel::Relu, ActSel::Prelu]
+                        .into_iter()
+                        .enumerate()
+                    {
                         let p = (vi + ai + ch) % 5;
                         let e = Eltwise {
                             channels: 4 * ch,
@@ -402,7 +556,11 @@ fn eltwise_and_shuffles() {
                         };
                         // x -> unshuffle (t1) -> relu-free 1x1 conv (t2) -> eltwise(t1, t2) (t3)
                         //   -> shuffle (t4)
-                        let sel = EpSel { scale_shift: false, act: ActSel::None, combine: 0 };
+                        let sel = EpSel {
+                            scale_shift: false,
+                            act: ActSel::None,
+                            combine: 0,
+                        };
                         let conv = conv_op(&mut rng, 4 * ch, 4 * ch, 1, 1, 0, sel, false);
                         let plan = Plan {
                             in_channels: ch,
@@ -443,7 +601,10 @@ fn shuffles_are_exact() {
         };
         let input = random_tensor(&mut rng, Shape::new(ch, 12, 20));
         let want = reference::run_plan(&plan, &[0.0; 4], &input);
-        let got = FastPlan::new(&plan).unwrap().run(&input, &[0.0; 4]).unwrap();
+        let got = FastPlan::new(&plan)
+            .unwrap()
+            .run(&input, &[0.0; 4])
+            .unwrap();
         assert_eq!(got, want, "ch={ch}");
     }
 }
@@ -459,7 +620,14 @@ fn bench_net_small_matches_reference() {
     for (h, w) in [(2, 2), (18, 14), (40, 66)] {
         let input = random_tensor(&mut rng, Shape::new(3, h, w));
         let level = random_level(&mut rng);
-        worst = worst.max(check_plan(&format!("bench net {h}x{w}"), &plan, &input, &level, 8 * 9 * 6, Kernel::Avx2));
+        worst = worst.max(check_plan(
+            &format!("bench net {h}x{w}"),
+            &plan,
+            &input,
+            &level,
+            8 * 9 * 6,
+            Kernel::Avx2,
+        ));
     }
     report("bench_net_small_matches_reference", worst);
 }
@@ -467,9 +635,21 @@ fn bench_net_small_matches_reference() {
 /// A plan whose tensors have long and overlapping lifetimes: an early tensor read by the
 /// last node, the plan output read by a later node, a dead result, two combine tensors.
 fn branchy_plan(rng: &mut StdRng) -> Plan {
-    let e0 = EpSel { scale_shift: false, act: ActSel::Relu, combine: 0 };
-    let e2 = EpSel { scale_shift: true, act: ActSel::Prelu, combine: 2 };
-    let e1 = EpSel { scale_shift: false, act: ActSel::None, combine: 1 };
+    let e0 = EpSel {
+        scale_shift: false,
+        act: ActSel::Relu,
+        combine: 0,
+    };
+    let e2 = EpSel {
+        scale_shift: true,
+        act: ActSel::Prelu,
+        combine: 2,
+    };
+    let e1 = EpSel {
+        scale_shift: false,
+        act: ActSel::None,
+        combine: 1,
+    };
     let dw = Depthwise {
         channels: 17,
         k: 5,
@@ -481,13 +661,49 @@ fn branchy_plan(rng: &mut StdRng) -> Plan {
         in_channels: 3,
         num_tensors: 8,
         nodes: vec![
-            node("a", Op::Conv2d(conv_op(rng, 3, 17, 3, 1, 1, e0, true)), 0, vec![], 1),
-            node("dead", Op::Conv2d(conv_op(rng, 17, 5, 1, 2, 0, e0, false)), 1, vec![], 2),
-            node("b", Op::Conv2d(conv_op(rng, 17, 17, 5, 1, 3, e0, false)), 1, vec![], 3),
-            node("c", Op::Conv2d(conv_op(rng, 17, 17, 7, 1, 4, e2, false)), 3, vec![1, 3], 4),
+            node(
+                "a",
+                Op::Conv2d(conv_op(rng, 3, 17, 3, 1, 1, e0, true)),
+                0,
+                vec![],
+                1,
+            ),
+            node(
+                "dead",
+                Op::Conv2d(conv_op(rng, 17, 5, 1, 2, 0, e0, false)),
+                1,
+                vec![],
+                2,
+            ),
+            node(
+                "b",
+                Op::Conv2d(conv_op(rng, 17, 17, 5, 1, 3, e0, false)),
+                1,
+                vec![],
+                3,
+            ),
+            node(
+                "c",
+                Op::Conv2d(conv_op(rng, 17, 17, 7, 1, 4, e2, false)),
+                3,
+                vec![1, 3],
+                4,
+            ),
             node("dw", Op::Depthwise(dw), 4, vec![1], 5),
-            node("d", Op::Conv2d(conv_op(rng, 17, 17, 3, 2, 2, e0, false)), 5, vec![], 6),
-            node("e", Op::Conv2d(conv_op(rng, 17, 17, 3, 1, 1, e1, false)), 5, vec![5], 7),
+            node(
+                "d",
+                Op::Conv2d(conv_op(rng, 17, 17, 3, 2, 2, e0, false)),
+                5,
+                vec![],
+                6,
+            ),
+            node(
+                "e",
+                Op::Conv2d(conv_op(rng, 17, 17, 3, 1, 1, e1, false)),
+                5,
+                vec![5],
+                7,
+            ),
         ],
         output: 5,
     }
@@ -506,7 +722,12 @@ fn plan_lifetimes_and_level_cache() {
         for &l in [&levels[0], &levels[1], &levels[0], &levels[0]] {
             let want = reference::run_plan(&plan, &l, &input);
             let got = fast.run(&input, &l).unwrap();
-            worst = worst.max(assert_close(&format!("branchy {h}x{w}"), &got, &want, 17 * 49));
+            worst = worst.max(assert_close(
+                &format!("branchy {h}x{w}"),
+                &got,
+                &want,
+                17 * 49,
+            ));
         }
     }
     report("plan_lifetimes_and_level_cache", worst);
@@ -521,7 +742,10 @@ fn concurrent_runs_at_different_levels() {
     let fast = FastPlan::new(&plan).unwrap();
     let input = random_tensor(&mut rng, Shape::new(3, 24, 20));
     let levels: Vec<LevelVec> = (0..4).map(|_| random_level(&mut rng)).collect();
-    let wants: Vec<Tensor> = levels.iter().map(|l| reference::run_plan(&plan, l, &input)).collect();
+    let wants: Vec<Tensor> = levels
+        .iter()
+        .map(|l| reference::run_plan(&plan, l, &input))
+        .collect();
     std::thread::scope(|s| {
         for t in 0..4 {
             let (fast, input, levels, wants) = (&fast, &input, &levels, &wants);
@@ -542,9 +766,18 @@ fn errors() {
     let plan = bench_net::adafm_net_plan(8, 1, 14);
     let fast = FastPlan::new(&plan).unwrap();
     let l = [0.0; 4];
-    assert!(matches!(fast.run(&random_tensor(&mut rng, Shape::new(4, 8, 8)), &l), Err(Error::Shape(_))));
-    assert!(matches!(fast.run(&random_tensor(&mut rng, Shape::new(3, 7, 8)), &l), Err(Error::Shape(_))));
-    assert!(matches!(fast.run(&Tensor::zeros(Shape::new(3, 0, 8)), &l), Err(Error::Shape(_))));
+    assert!(matches!(
+        fast.run(&random_tensor(&mut rng, Shape::new(4, 8, 8)), &l),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        fast.run(&random_tensor(&mut rng, Shape::new(3, 7, 8)), &l),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        fast.run(&Tensor::zeros(Shape::new(3, 0, 8)), &l),
+        Err(Error::Shape(_))
+    ));
     let mut bad = plan.clone();
     if let Op::Conv2d(c) = &mut bad.nodes[1].op {
         c.weight.pop();
@@ -565,7 +798,10 @@ fn memory_is_recycled() {
     fast.run(&input, &[0.3, 0.0, 0.0, 0.0]).unwrap();
     let act = 16 * 34 * 34 * 4; // one 16-channel activation at half res with its border
     let kept = fast.retained_bytes();
-    assert!(kept <= 6 * act, "pool keeps {kept} bytes, one activation is {act}");
+    assert!(
+        kept <= 6 * act,
+        "pool keeps {kept} bytes, one activation is {act}"
+    );
     // A second run reuses the pool instead of growing it.
     fast.run(&input, &[0.3, 0.0, 0.0, 0.0]).unwrap();
     assert_eq!(fast.retained_bytes(), kept);
@@ -579,10 +815,26 @@ fn conv_out_dims_agree() {
     let mut rng = StdRng::seed_from_u64(16);
     for (h, w) in SIZES {
         for k in [1, 3, 5, 7] {
-            let ep = EpSel { scale_shift: false, act: ActSel::None, combine: 0 };
-            let c = ConvCase { h, w, cin: 1, cout: 1, k, stride: 2, p: 0, ep, noise: false };
+            let ep = EpSel {
+                scale_shift: false,
+                act: ActSel::None,
+                combine: 0,
+            };
+            let c = ConvCase {
+                h,
+                w,
+                cin: 1,
+                cout: 1,
+                k,
+                stride: 2,
+                p: 0,
+                ep,
+                noise: false,
+            };
             let plan = conv_plan(&mut rng, &c);
-            let got = FastPlan::new(&plan).unwrap().run(&random_tensor(&mut rng, Shape::new(1, h, w)), &[0.0; 4]);
+            let got = FastPlan::new(&plan)
+                .unwrap()
+                .run(&random_tensor(&mut rng, Shape::new(1, h, w)), &[0.0; 4]);
             let s = got.unwrap().shape;
             assert_eq!((s.h, s.w), (conv_out_dim(h, k, 2), conv_out_dim(w, k, 2)));
         }
@@ -615,8 +867,17 @@ fn golden_pytorch_vectors() {
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let meta = meta.metadata().clone().expect("golden file needs metadata");
         let spec: Vec<&str> = meta["plan"].split(':').collect();
-        assert_eq!(spec[0], "adafm_net", "{}: unknown plan kind", path.display());
-        let plan = bench_net::adafm_net_plan(spec[1].parse().unwrap(), spec[2].parse().unwrap(), spec[3].parse().unwrap());
+        assert_eq!(
+            spec[0],
+            "adafm_net",
+            "{}: unknown plan kind",
+            path.display()
+        );
+        let plan = bench_net::adafm_net_plan(
+            spec[1].parse().unwrap(),
+            spec[2].parse().unwrap(),
+            spec[3].parse().unwrap(),
+        );
         let mut level = [0.0; 4];
         for (l, v) in level.iter_mut().zip(meta["level"].split(',')) {
             *l = v.trim().parse().unwrap();
@@ -624,7 +885,11 @@ fn golden_pytorch_vectors() {
         let load = |name: &str| {
             let t = st.tensor(name).unwrap();
             let s = t.shape();
-            let data: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let data: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             Tensor::from_vec(Shape::new(s[0], s[1], s[2]), data)
         };
         let (input, expected) = (load("input"), load("expected"));

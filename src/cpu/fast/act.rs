@@ -32,7 +32,9 @@ impl Act {
         (((y + b) * (self.w as isize + 2 * b) + x + b) as usize) * self.c
     }
     /// The interior rows, one mutable slice of `w * c` values each (border columns excluded).
-    pub fn interior_rows_mut(&mut self) -> impl IndexedParallelIterator<Item = (usize, &mut [f32])> {
+    pub fn interior_rows_mut(
+        &mut self,
+    ) -> impl IndexedParallelIterator<Item = (usize, &mut [f32])> {
         let (rs, b, c, w, h) = (self.row_stride().max(1), self.b, self.c, self.w, self.h);
         self.data
             .par_chunks_mut(rs)
@@ -86,7 +88,12 @@ impl Pool {
             .enumerate()
             .filter(|(_, v)| v.capacity() >= len)
             .min_by_key(|(_, v)| v.capacity())
-            .or_else(|| self.free.iter().enumerate().max_by_key(|(_, v)| v.capacity()))
+            .or_else(|| {
+                self.free
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, v)| v.capacity())
+            })
             .map(|(i, _)| i);
         let mut data = match pick {
             Some(i) => self.free.swap_remove(i),
@@ -153,7 +160,9 @@ pub(crate) fn to_tensor(a: &Act) -> Tensor {
             let x1 = (x0 + XBLOCK).min(w);
             for ch in 0..c {
                 // SAFETY: task `y` alone writes row `y` of every channel plane, inside `data`.
-                let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(ch * plane + y * w + x0), x1 - x0) };
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(dst.get().add(ch * plane + y * w + x0), x1 - x0)
+                };
                 for (o, x) in out.iter_mut().zip(x0..x1) {
                     *o = row[x * c + ch];
                 }

@@ -9,7 +9,9 @@
 //! Every conv has one basis delta driven by level axis 0 (a tunable model); [`torch_weights`]
 //! evaluates them at a level in PyTorch layout for the peer benchmarks.
 
-use crate::plan::{Activation, Affine, Combine, Conv2d, Eltwise, Epilogue, LevelVec, Mix, Node, Op, Plan};
+use crate::plan::{
+    Activation, Affine, Combine, Conv2d, Eltwise, Epilogue, LevelVec, Mix, Node, Op, Plan,
+};
 
 /// SplitMix64: a tiny seeded generator, so the library needs no `rand`.
 struct Rng(u64);
@@ -33,7 +35,14 @@ impl Rng {
 }
 
 /// A 3x3 conv with one delta on level axis 0; `gain` scales He-uniform weights.
-fn conv3(rng: &mut Rng, cin: usize, cout: usize, gain: f32, act: Activation, combine: bool) -> Conv2d {
+fn conv3(
+    rng: &mut Rng,
+    cin: usize,
+    cout: usize,
+    gain: f32,
+    act: Activation,
+    combine: bool,
+) -> Conv2d {
     let n = cout * cin * 9;
     let bound = gain * (6.0 / (cin * 9) as f32).sqrt();
     let mut weight = rng.vec(n, bound);
@@ -46,13 +55,18 @@ fn conv3(rng: &mut Rng, cin: usize, cout: usize, gain: f32, act: Activation, com
         cout,
         k: 3,
         stride: 1,
-        mix: Mix { coefs: vec![Affine::axis(0, 1.0)] },
+        mix: Mix {
+            coefs: vec![Affine::axis(0, 1.0)],
+        },
         weight,
         epilogue: Epilogue {
             bias,
             scale_shift: None,
             act,
-            combine: combine.then(|| Combine { u: ones_zeros(), v: vec![ones_zeros()] }),
+            combine: combine.then(|| Combine {
+                u: ones_zeros(),
+                v: vec![ones_zeros()],
+            }),
         },
         noise_channel: None,
         unfused_mix: false,
@@ -68,30 +82,71 @@ pub fn adafm_net_plan(channels: usize, blocks: usize, seed: u64) -> Plan {
     let mut node = |name: String, op: Op, input: usize, others: Vec<usize>| -> usize {
         let output = next;
         next += 1;
-        nodes.push(Node { name, op, input, others, output });
+        nodes.push(Node {
+            name,
+            op,
+            input,
+            others,
+            output,
+        });
         output
     };
     let t = node("unshuffle".into(), Op::Unshuffle, 0, vec![]);
-    let mut x = node("head".into(), Op::Conv2d(conv3(&mut rng, 12, channels, 0.7, Activation::None, false)), t, vec![]);
+    let mut x = node(
+        "head".into(),
+        Op::Conv2d(conv3(&mut rng, 12, channels, 0.7, Activation::None, false)),
+        t,
+        vec![],
+    );
     for i in 0..blocks {
         let a = node(
             format!("body.{i}.conv1"),
-            Op::Conv2d(conv3(&mut rng, channels, channels, 1.0, Activation::Relu, false)),
+            Op::Conv2d(conv3(
+                &mut rng,
+                channels,
+                channels,
+                1.0,
+                Activation::Relu,
+                false,
+            )),
             x,
             vec![],
         );
         x = node(
             format!("body.{i}.conv2"),
-            Op::Conv2d(conv3(&mut rng, channels, channels, 0.1, Activation::None, true)),
+            Op::Conv2d(conv3(
+                &mut rng,
+                channels,
+                channels,
+                0.1,
+                Activation::None,
+                true,
+            )),
             a,
             vec![x],
         );
     }
-    let t = node("tail".into(), Op::Conv2d(conv3(&mut rng, channels, 12, 0.1, Activation::None, false)), x, vec![]);
+    let t = node(
+        "tail".into(),
+        Op::Conv2d(conv3(&mut rng, channels, 12, 0.1, Activation::None, false)),
+        x,
+        vec![],
+    );
     let t = node("shuffle".into(), Op::Shuffle, t, vec![]);
-    let eltwise = Eltwise { channels: 3, mix: Mix::none(), u: vec![1.0; 3], v: Some(vec![1.0; 3]), act: Activation::None };
+    let eltwise = Eltwise {
+        channels: 3,
+        mix: Mix::none(),
+        u: vec![1.0; 3],
+        v: Some(vec![1.0; 3]),
+        act: Activation::None,
+    };
     let out = node("residual".into(), Op::Eltwise(eltwise), t, vec![0]);
-    Plan { in_channels: 3, num_tensors: out + 1, nodes, output: out }
+    Plan {
+        in_channels: 3,
+        num_tensors: out + 1,
+        nodes,
+        output: out,
+    }
 }
 
 /// Multiply-adds x 2 of every conv and depthwise conv of `plan` for an `h x w` input.
@@ -119,8 +174,16 @@ pub fn torch_weights(plan: &Plan, level: &LevelVec) -> Vec<(String, Vec<usize>, 
     for n in &plan.nodes {
         if let Op::Conv2d(c) = &n.op {
             let coefs = c.mix.eval(level);
-            out.push((format!("{}.weight", n.name), vec![c.cout, c.cin, c.k, c.k], Mix::apply(&c.weight, &coefs)));
-            out.push((format!("{}.bias", n.name), vec![c.cout], Mix::apply(&c.epilogue.bias, &coefs)));
+            out.push((
+                format!("{}.weight", n.name),
+                vec![c.cout, c.cin, c.k, c.k],
+                Mix::apply(&c.weight, &coefs),
+            ));
+            out.push((
+                format!("{}.bias", n.name),
+                vec![c.cout],
+                Mix::apply(&c.epilogue.bias, &coefs),
+            ));
         }
     }
     out

@@ -8,7 +8,7 @@
 //! `NV * NP = 12` accumulators in registers. The epilogue (bias, scale/shift, activation,
 //! combine) is applied to the accumulators before the single store of the output.
 
-#![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+#![allow(clippy::needless_range_loop)]
 
 use rayon::prelude::*;
 
@@ -62,7 +62,10 @@ impl Ep {
     fn new(e: &EpilogueAt, ch0: usize, tail: usize, nother: usize) -> Ep {
         let null = std::ptr::null::<f32>();
         let at = |v: &Vec<f32>| v[ch0..].as_ptr();
-        let (scale, shift) = e.scale_shift.as_ref().map_or((null, null), |(s, t)| (at(s), at(t)));
+        let (scale, shift) = e
+            .scale_shift
+            .as_ref()
+            .map_or((null, null), |(s, t)| (at(s), at(t)));
         let (act, slope) = match &e.act {
             ActKind::None => (0, null),
             ActKind::Relu => (1, null),
@@ -79,7 +82,17 @@ impl Ep {
             }
             None => (null, [null; 2], 0),
         };
-        Ep { bias: at(&e.bias), scale, shift, act, slope, u, v, nother, tail }
+        Ep {
+            bias: at(&e.bias),
+            scale,
+            shift,
+            act,
+            slope,
+            u,
+            v,
+            nother,
+            tail,
+        }
     }
 }
 
@@ -103,7 +116,14 @@ impl SyncPtr {
 
 /// Runs the conv of `prep` at level `at` from `x` (HWC, `cin` channels including a
 /// materialized noise channel, border >= k/2) into `y` (interior fully written).
-pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &[&Act], kernel: Kernel) {
+pub(crate) fn conv(
+    prep: &ConvPrep,
+    at: &ConvAt,
+    x: &Act,
+    y: &mut Act,
+    others: &[&Act],
+    kernel: Kernel,
+) {
     let (k, s, cin, cout) = (prep.k, prep.stride, prep.cin, prep.cout);
     debug_assert_eq!(x.c, cin);
     debug_assert!(x.b >= k / 2);
@@ -114,7 +134,11 @@ pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &
     let xp = SyncPtr(x.data.as_ptr());
     let wp = SyncPtr(at.weight.as_slice().as_ptr());
     let nother = others.len().min(2);
-    let optr: Vec<SyncPtr> = others.iter().take(2).map(|o| SyncPtr(o.data.as_ptr())).collect();
+    let optr: Vec<SyncPtr> = others
+        .iter()
+        .take(2)
+        .map(|o| SyncPtr(o.data.as_ptr()))
+        .collect();
     let eps: Vec<Ep> = prep
         .blocks
         .iter()
@@ -143,7 +167,11 @@ pub(crate) fn conv(prep: &ConvPrep, at: &ConvAt, x: &Act, y: &mut Act, others: &
                 for (i, o) in others.iter().take(2).enumerate() {
                     debug_assert_eq!((o.c, o.h, o.w), yshape);
                     // SAFETY: (oy, ox0) is an interior pixel of `o`, same shape as `y`.
-                    op[i] = unsafe { optr[i].get().add(o.offset(oy as isize, ox0 as isize) + b.v0 * LANES) };
+                    op[i] = unsafe {
+                        optr[i]
+                            .get()
+                            .add(o.offset(oy as isize, ox0 as isize) + b.v0 * LANES)
+                    };
                 }
                 // SAFETY: every pointer addresses the tile's pixels, checked above.
                 let t = unsafe {
@@ -331,7 +359,12 @@ mod avx2 {
     /// Applies the epilogue to the first `np` pixels of `acc` and stores them, in the
     /// reference's order.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn epilogue<const NV: usize, const NP: usize>(acc: &[[__m256; NV]; NP], np: usize, t: &Tile, e: &Ep) {
+    unsafe fn epilogue<const NV: usize, const NP: usize>(
+        acc: &[[__m256; NV]; NP],
+        np: usize,
+        t: &Tile,
+        e: &Ep,
+    ) {
         let zero = _mm256_setzero_ps();
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(e.tail as i32), lane);
@@ -343,10 +376,21 @@ mod avx2 {
             let (scale, shift) = if e.scale.is_null() {
                 (zero, zero)
             } else {
-                (_mm256_loadu_ps(e.scale.add(c)), _mm256_loadu_ps(e.shift.add(c)))
+                (
+                    _mm256_loadu_ps(e.scale.add(c)),
+                    _mm256_loadu_ps(e.shift.add(c)),
+                )
             };
-            let slope = if e.act == 2 { _mm256_loadu_ps(e.slope.add(c)) } else { zero };
-            let u = if e.u.is_null() { zero } else { _mm256_loadu_ps(e.u.add(c)) };
+            let slope = if e.act == 2 {
+                _mm256_loadu_ps(e.slope.add(c))
+            } else {
+                zero
+            };
+            let u = if e.u.is_null() {
+                zero
+            } else {
+                _mm256_loadu_ps(e.u.add(c))
+            };
             let mut v = [zero; 2];
             for q in 0..e.nother {
                 v[q] = _mm256_loadu_ps(e.v[q].add(c));
@@ -370,7 +414,11 @@ mod avx2 {
                     y = _mm256_mul_ps(y, u);
                     for q in 0..e.nother {
                         let o = t.others[q].add(at);
-                        let ov = if last { _mm256_maskload_ps(o, tail_mask) } else { _mm256_loadu_ps(o) };
+                        let ov = if last {
+                            _mm256_maskload_ps(o, tail_mask)
+                        } else {
+                            _mm256_loadu_ps(o)
+                        };
                         y = _mm256_fmadd_ps(v[q], ov, y);
                     }
                 }

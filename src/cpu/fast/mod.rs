@@ -43,7 +43,9 @@ impl Kernel {
     pub fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Kernel::Avx2;
             }
         }
@@ -70,7 +72,9 @@ pub struct FastPlan {
 
 /// CPU time of all the process's threads so far (Linux; 0 elsewhere), for profiling.
 fn process_cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
@@ -91,10 +95,17 @@ impl FastPlan {
     /// As [`FastPlan::new`] with a chosen kernel; `Kernel::Avx2` falls back to portable code
     /// on a CPU without AVX2 + FMA.
     pub fn with_kernel(plan: &Plan, kernel: Kernel) -> Result<FastPlan> {
-        let kernel = if kernel == Kernel::Avx2 { Kernel::detect() } else { kernel };
+        let kernel = if kernel == Kernel::Avx2 {
+            Kernel::detect()
+        } else {
+            kernel
+        };
         let n = plan.num_tensors;
         if n == 0 || plan.output >= n {
-            return Err(Error::Graph(format!("plan output {} out of {n} tensors", plan.output)));
+            return Err(Error::Graph(format!(
+                "plan output {} out of {n} tensors",
+                plan.output
+            )));
         }
         if plan.in_channels == 0 {
             return Err(Error::InvalidArgument("plan with 0 input channels".into()));
@@ -103,16 +114,24 @@ impl FastPlan {
         let mut border = vec![0usize; n];
         let mut nodes = Vec::with_capacity(plan.nodes.len());
         for (i, node) in plan.nodes.iter().enumerate() {
-            for &t in std::iter::once(&node.input).chain(&node.others).chain(std::iter::once(&node.output)) {
+            for &t in std::iter::once(&node.input)
+                .chain(&node.others)
+                .chain(std::iter::once(&node.output))
+            {
                 if t >= n {
-                    return Err(Error::Graph(format!("node '{}' uses tensor {t} of {n}", node.name)));
+                    return Err(Error::Graph(format!(
+                        "node '{}' uses tensor {t} of {n}",
+                        node.name
+                    )));
                 }
             }
             for &t in std::iter::once(&node.input).chain(&node.others) {
                 last_use[t] = Some(i);
             }
             match &node.op {
-                Op::Conv2d(c) if c.noise_channel.is_none() => border[node.input] = border[node.input].max(c.k / 2),
+                Op::Conv2d(c) if c.noise_channel.is_none() => {
+                    border[node.input] = border[node.input].max(c.k / 2)
+                }
                 Op::Depthwise(d) => border[node.input] = border[node.input].max(d.k / 2),
                 _ => {}
             }
@@ -165,13 +184,22 @@ impl FastPlan {
     pub fn run(&self, input: &Tensor, level: &LevelVec) -> Result<Tensor> {
         let s = input.shape;
         if s.c != self.plan.in_channels {
-            return Err(Error::Shape(format!("plan expects {} input channels, got {}", self.plan.in_channels, s.c)));
+            return Err(Error::Shape(format!(
+                "plan expects {} input channels, got {}",
+                self.plan.in_channels, s.c
+            )));
         }
         if s.h == 0 || s.w == 0 {
             return Err(Error::Shape(format!("empty input {}x{}", s.w, s.h)));
         }
         if input.data.len() != s.len() {
-            return Err(Error::Shape(format!("input holds {} values for shape {}x{}x{}", input.data.len(), s.c, s.h, s.w)));
+            return Err(Error::Shape(format!(
+                "input holds {} values for shape {}x{}x{}",
+                input.data.len(),
+                s.c,
+                s.h,
+                s.w
+            )));
         }
         let shapes = self.plan.shapes(s.h, s.w)?;
         let at = self.level_data(level);
@@ -181,16 +209,28 @@ impl FastPlan {
         Ok(out)
     }
 
-    fn execute(&self, input: &Tensor, shapes: &[crate::plan::Shape], at: &[NodeAt], pool: &mut Pool) -> Tensor {
+    fn execute(
+        &self,
+        input: &Tensor,
+        shapes: &[crate::plan::Shape],
+        at: &[NodeAt],
+        pool: &mut Pool,
+    ) -> Tensor {
         let plan = &self.plan;
         // TUNABLE_FAST_PROFILE=1: wall and process CPU time of every node on stderr.
         let profile = std::env::var_os("TUNABLE_FAST_PROFILE").is_some();
-        let (mut clock, mut cpu) = (std::time::Instant::now(), if profile { process_cpu_ns() } else { 0 });
+        let (mut clock, mut cpu) = (
+            std::time::Instant::now(),
+            if profile { process_cpu_ns() } else { 0 },
+        );
         let mut lap = |what: &str| {
             if profile {
                 let now = process_cpu_ns();
                 let wall = clock.elapsed().as_secs_f64() * 1e3;
-                eprintln!("fast: {what:>24}: {wall:8.3} ms wall, {:8.3} ms cpu", (now - cpu) as f64 * 1e-6);
+                eprintln!(
+                    "fast: {what:>24}: {wall:8.3} ms wall, {:8.3} ms cpu",
+                    (now - cpu) as f64 * 1e-6
+                );
                 (clock, cpu) = (std::time::Instant::now(), now);
             }
         };
@@ -198,13 +238,17 @@ impl FastPlan {
         acts[0] = Some(act::from_tensor(input, self.border[0], pool));
         lap("input");
         let kernel = self.kernel;
-        for (i, (node, (prep, at))) in plan.nodes.iter().zip(self.nodes.iter().zip(at)).enumerate() {
+        for (i, (node, (prep, at))) in plan.nodes.iter().zip(self.nodes.iter().zip(at)).enumerate()
+        {
             let s = shapes[node.output];
             let mut out = pool.take(s.c, s.h, s.w, self.border[node.output]);
             {
                 let x = acts[node.input].as_ref().expect("checked by Plan::shapes");
-                let others: Vec<&Act> =
-                    node.others.iter().map(|&o| acts[o].as_ref().expect("checked by Plan::shapes")).collect();
+                let others: Vec<&Act> = node
+                    .others
+                    .iter()
+                    .map(|&o| acts[o].as_ref().expect("checked by Plan::shapes"))
+                    .collect();
                 match (prep, at) {
                     (NodePrep::Conv(p, _), NodeAt::Conv(a)) => match a.noise {
                         Some(v) => {
@@ -228,7 +272,10 @@ impl FastPlan {
             acts[node.output] = Some(out);
             lap(&node.name);
             // Release every tensor whose last reader this was (and a result nobody reads).
-            for t in std::iter::once(node.input).chain(node.others.iter().copied()).chain(std::iter::once(node.output)) {
+            for t in std::iter::once(node.input)
+                .chain(node.others.iter().copied())
+                .chain(std::iter::once(node.output))
+            {
                 if t != plan.output && self.last_use[t].is_none_or(|l| l == i) {
                     if let Some(a) = acts[t].take() {
                         pool.give(a);

@@ -41,7 +41,13 @@ pub(crate) struct Mixed {
 impl Mixed {
     /// Re-lays out each of the `P + 1` arrays of `src` (each `n_src` long): output value `o`
     /// takes source index `map(o)`, or 0 where `map` gives `None`.
-    fn packed(src: &[f32], p: usize, n_src: usize, n: usize, map: impl Fn(usize) -> Option<usize>) -> Self {
+    fn packed(
+        src: &[f32],
+        p: usize,
+        n_src: usize,
+        n: usize,
+        map: impl Fn(usize) -> Option<usize>,
+    ) -> Self {
         let mut data = vec![0.0f32; (p + 1) * n];
         for a in 0..=p {
             let s = &src[a * n_src..(a + 1) * n_src];
@@ -168,9 +174,15 @@ impl EpiloguePrep {
     fn at(&self, coefs: &[f32]) -> EpilogueAt {
         EpilogueAt {
             bias: self.bias.eval(coefs),
-            scale_shift: self.scale_shift.as_ref().map(|(s, t)| (s.eval(coefs), t.eval(coefs))),
+            scale_shift: self
+                .scale_shift
+                .as_ref()
+                .map(|(s, t)| (s.eval(coefs), t.eval(coefs))),
             act: self.act.clone(),
-            combine: self.combine.as_ref().map(|(u, v)| (u.eval(coefs), v.iter().map(|m| m.eval(coefs)).collect())),
+            combine: self
+                .combine
+                .as_ref()
+                .map(|(u, v)| (u.eval(coefs), v.iter().map(|m| m.eval(coefs)).collect())),
         }
     }
 }
@@ -222,7 +234,12 @@ pub(crate) struct ConvAt {
 impl ConvPrep {
     fn new(node: &Node, c: &Conv2d) -> Result<Self> {
         let p = c.mix.deltas();
-        if c.k == 0 || c.stride == 0 || c.cout == 0 || c.cin == 0 || c.cin < c.noise_channel.is_some() as usize {
+        if c.k == 0
+            || c.stride == 0
+            || c.cout == 0
+            || c.cin == 0
+            || c.cin < c.noise_channel.is_some() as usize
+        {
             return Err(Error::InvalidArgument(format!(
                 "node '{}': conv with k={}, stride={}, cin={}, cout={}",
                 node.name, c.k, c.stride, c.cin, c.cout
@@ -244,7 +261,8 @@ impl ConvPrep {
                         for lane in 0..width {
                             let co = b.v0 * LANES + lane;
                             if co < cout {
-                                src_of[b.off + t * width + lane] = ((co * cin + ci) * k + ky) * k + kx;
+                                src_of[b.off + t * width + lane] =
+                                    ((co * cin + ci) * k + ky) * k + kx;
                             }
                         }
                     }
@@ -285,7 +303,10 @@ impl DepthwisePrep {
     fn new(node: &Node, d: &Depthwise) -> Result<Self> {
         let p = d.mix.deltas();
         if d.k == 0 || d.channels == 0 {
-            return Err(Error::InvalidArgument(format!("node '{}': depthwise with k={}, channels={}", node.name, d.k, d.channels)));
+            return Err(Error::InvalidArgument(format!(
+                "node '{}': depthwise with k={}, channels={}",
+                node.name, d.k, d.channels
+            )));
         }
         let (k, c) = (d.k, d.channels);
         check_len(node, "weight", d.weight.len(), (p + 1) * c * k * k)?;
@@ -294,7 +315,12 @@ impl DepthwisePrep {
             let (tap, ch) = (o / cp, o % cp);
             (ch < c).then_some(ch * k * k + tap)
         });
-        Ok(DepthwisePrep { c, k, weight, ep: EpiloguePrep::new(node, &d.epilogue, p, c)? })
+        Ok(DepthwisePrep {
+            c,
+            k,
+            weight,
+            ep: EpiloguePrep::new(node, &d.epilogue, p, c)?,
+        })
     }
 }
 
@@ -315,7 +341,10 @@ impl EltwisePrep {
         let p = e.mix.deltas();
         let c = e.channels;
         if c == 0 {
-            return Err(Error::InvalidArgument(format!("node '{}': eltwise with 0 channels", node.name)));
+            return Err(Error::InvalidArgument(format!(
+                "node '{}': eltwise with 0 channels",
+                node.name
+            )));
         }
         check_len(node, "u", e.u.len(), (p + 1) * c)?;
         if let Some(v) = &e.v {
@@ -350,8 +379,12 @@ impl NodePrep {
     pub fn new(node: &Node) -> Result<Self> {
         Ok(match &node.op {
             Op::Conv2d(c) => NodePrep::Conv(Box::new(ConvPrep::new(node, c)?), c.mix.clone()),
-            Op::Depthwise(d) => NodePrep::Depthwise(Box::new(DepthwisePrep::new(node, d)?), d.mix.clone()),
-            Op::Eltwise(e) => NodePrep::Eltwise(Box::new(EltwisePrep::new(node, e)?), e.mix.clone()),
+            Op::Depthwise(d) => {
+                NodePrep::Depthwise(Box::new(DepthwisePrep::new(node, d)?), d.mix.clone())
+            }
+            Op::Eltwise(e) => {
+                NodePrep::Eltwise(Box::new(EltwisePrep::new(node, e)?), e.mix.clone())
+            }
             Op::Unshuffle => NodePrep::Unshuffle,
             Op::Shuffle => NodePrep::Shuffle,
         })
@@ -369,7 +402,10 @@ impl NodePrep {
             }
             NodePrep::Depthwise(d, mix) => {
                 let coefs = mix.eval(level);
-                NodeAt::Depthwise(DepthwiseAt { weight: d.weight.eval(&coefs), ep: d.ep.at(&coefs) })
+                NodeAt::Depthwise(DepthwiseAt {
+                    weight: d.weight.eval(&coefs),
+                    ep: d.ep.at(&coefs),
+                })
             }
             NodePrep::Eltwise(e, mix) => {
                 let coefs = mix.eval(level);

@@ -91,7 +91,14 @@ fn act_row(act: &ActKind, c: usize, row: &mut [f32]) {
 }
 
 #[inline(always)]
-fn depthwise_row(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32], others: &[&[f32]]) {
+fn depthwise_row(
+    prep: &DepthwisePrep,
+    at: &DepthwiseAt,
+    x: &Act,
+    y: usize,
+    row: &mut [f32],
+    others: &[&[f32]],
+) {
     let (c, k) = (prep.c, prep.k);
     let cp = at.weight.len() / (k * k);
     let pad = (k / 2) as isize;
@@ -113,7 +120,14 @@ fn depthwise_row(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row:
 }
 
 /// Depthwise k x k conv, stride 1, from `x` (border >= k/2) into `out`.
-pub(crate) fn depthwise(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, out: &mut Act, others: &[&Act], kernel: Kernel) {
+pub(crate) fn depthwise(
+    prep: &DepthwisePrep,
+    at: &DepthwiseAt,
+    x: &Act,
+    out: &mut Act,
+    others: &[&Act],
+    kernel: Kernel,
+) {
     debug_assert!(x.b >= prep.k / 2);
     out.interior_rows_mut().for_each(|(y, row)| {
         let orows: Vec<&[f32]> = others.iter().map(|o| o.row(y)).collect();
