@@ -101,8 +101,9 @@ mod tests {
         let (w, h) = (32, 24);
         let a: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 255) as f32).collect();
         assert!((ssim(&a, &a, w, h, 1) - 1.0).abs() < 1e-9);
-        let b: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + if i % 2 == 0 { 20.0 } else { -20.0 }).collect();
-        let s = ssim(&a, &b, w, h, 1);
-        assert!(s < 0.95 && s > 0.0, "{s}");
+        // Stronger noise, lower SSIM; always below 1 once anything differs.
+        let noisy = |amp: f32| -> Vec<f32> { a.iter().enumerate().map(|(i, v)| v + if i % 2 == 0 { amp } else { -amp }).collect() };
+        let scores: Vec<f64> = [10.0, 40.0, 80.0].iter().map(|&amp| ssim(&a, &noisy(amp), w, h, 1)).collect();
+        assert!(scores[0] < 1.0 && scores[0] > scores[1] && scores[1] > scores[2] && scores[2] > 0.0, "{scores:?}");
     }
 }
