@@ -210,9 +210,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         })
         .collect();
     let title = format!(
-        "PSNR vs {} - {} on {}, noise σ {}",
+        "PSNR vs {} on {}, noise σ {}",
         axis.name,
-        spec.name,
         file_name(&input),
         a.sigma
     );

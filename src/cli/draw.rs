@@ -280,7 +280,7 @@ fn draw_plot(
         .y_desc("PSNR (dB)")
         .axis_desc_style(("sans-serif", 16))
         .label_style(("sans-serif", 16))
-        .x_labels(points.len().clamp(2, 11))
+        .x_labels(points.len().clamp(2, 6))
         .y_labels(8)
         .x_label_formatter(&|v| format!("{v:.2}"))
         .y_label_formatter(&|v| format!("{v:.1}"))
