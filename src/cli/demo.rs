@@ -222,6 +222,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             blind_alpha as f64,
             format!("blind {blind_alpha:.2}: {:.2} dB", blind_score.0),
         )),
+        marker_psnr: Some(blind_score.0),
         reference: Some((noisy_score.0, format!("noisy {:.2} dB", noisy_score.0))),
     };
     let plot = draw::psnr_plot(&points, &notes)?;

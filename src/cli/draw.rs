@@ -222,8 +222,9 @@ pub struct PlotNotes<'a> {
     pub title: &'a str,
     /// The x axis's name (the knob: "alpha").
     pub x_name: &'a str,
-    /// A vertical marker: (level, label), e.g. the blind choice.
+    /// A vertical marker: (level, label), e.g. the blind choice, and its PSNR if known (a dot).
     pub marker: Option<(f64, String)>,
+    pub marker_psnr: Option<f64>,
     /// A horizontal reference: (PSNR, label), e.g. the noisy input's.
     pub reference: Option<(f64, String)>,
 }
@@ -258,9 +259,12 @@ fn draw_plot(
     if let Some((r, _)) = &notes.reference {
         (y0, y1) = (y0.min(*r), y1.max(*r));
     }
+    if let Some(p) = notes.marker_psnr {
+        (y0, y1) = (y0.min(p), y1.max(p));
+    }
     let xs = if x1 > x0 { x1 - x0 } else { 1.0 };
     let ys = if y1 > y0 { y1 - y0 } else { 1.0 };
-    let (x0, x1) = (x0 - 0.06 * xs, x1 + 0.06 * xs);
+    let (x0, x1) = (x0 - 0.1 * xs, x1 + 0.1 * xs);
     let (y0, y1) = (y0 - 0.12 * ys, y1 + 0.22 * ys);
     let (width, _) = root.dim_in_pixel();
     let title_size = if text_size(notes.title, 2).0 + 32 <= width {
@@ -311,6 +315,9 @@ fn draw_plot(
         chart.draw_series(std::iter::once(
             EmptyElement::at((*m, y1)) + Text::new(label.clone(), (6, 4), style),
         ))?;
+        if let Some(p) = notes.marker_psnr {
+            chart.draw_series(std::iter::once(Circle::new((*m, p), 6, orange.filled())))?;
+        }
     }
     let blue = RGBColor(30, 90, 200);
     chart.draw_series(LineSeries::new(
@@ -567,6 +574,7 @@ mod tests {
             title: "t",
             x_name: "alpha",
             marker: Some((0.3, "blind".into())),
+            marker_psnr: Some(27.0),
             reference: Some((20.0, "input".into())),
         };
         let img = psnr_plot(&pts, &notes).unwrap();

@@ -363,6 +363,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             title: &title,
             x_name: &axis.name,
             marker: blind.map(|b| (b as f64, format!("blind {b:.2} (est. σ {sigma_hat:.1})"))),
+            marker_psnr: None,
             reference: input_score.map(|(p, _)| (p, format!("input {p:.2} dB"))),
         };
         let img = draw::psnr_plot(&points, &notes)?;
