@@ -12,7 +12,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tunable::cpu::fast::{bench_net, FastPlan, Kernel};
+use tunable::cpu::fast::{bench_net, FastOptions, FastPlan, Kernel, Winograd};
 use tunable::cpu::reference;
 use tunable::plan::{
     conv_out_dim, Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix,
@@ -229,17 +229,37 @@ fn check_plan(
     input: &Tensor,
     level: &LevelVec,
     reduction: usize,
-    kernel: Kernel,
+    kernel: impl Into<Opts>,
 ) -> f32 {
+    let opts = kernel.into().0;
     plan.shapes(input.shape.h, input.shape.w)
         .expect("valid test plan");
     let want = reference::run_plan(plan, level, input);
-    let fast = FastPlan::with_kernel(plan, kernel).expect("FastPlan::new");
+    let fast = FastPlan::with_options(plan, opts).expect("FastPlan::new");
     let got = fast.run(input, level).expect("FastPlan::run");
     assert_close(what, &got, &want, reduction)
 }
 
-fn run_conv_case(rng: &mut StdRng, c: &ConvCase, kernel: Kernel) -> f32 {
+/// Executor options for a test: a kernel (Winograd on `Auto`) or full options.
+struct Opts(FastOptions);
+
+impl From<Kernel> for Opts {
+    fn from(kernel: Kernel) -> Self {
+        Opts(FastOptions {
+            kernel,
+            winograd: Winograd::Auto,
+        })
+    }
+}
+
+impl From<FastOptions> for Opts {
+    fn from(o: FastOptions) -> Self {
+        Opts(o)
+    }
+}
+
+fn run_conv_case(rng: &mut StdRng, c: &ConvCase, kernel: impl Into<Opts>) -> f32 {
+    let kernel = kernel.into().0;
     let plan = conv_plan(rng, c);
     let input = random_tensor(rng, Shape::new(c.cin, c.h, c.w));
     let level = random_level(rng);
@@ -469,6 +489,54 @@ fn conv_large_layer() {
     };
     let worst = run_conv_case(&mut rng, &c, Kernel::Avx2);
     report("conv_large_layer", worst);
+}
+
+/// Every stride-1 3x3 conv through Winograd F(4x4, 3x3) (whatever its channel counts), and
+/// through the direct conv, on both kernels: partial tiles (sizes not a multiple of 4, images
+/// smaller than a tile), channel tails, every epilogue, the noise channel, deltas.
+#[test]
+fn conv_winograd_and_direct_3x3() {
+    let mut rng = StdRng::seed_from_u64(17);
+    let eps = all_epilogues();
+    let mut worst = [0.0f32; 2];
+    let mut i = 0;
+    for (h, w) in SIZES
+        .into_iter()
+        .chain([(4, 4), (8, 12), (9, 13), (26, 31)])
+    {
+        for cin in CHANNELS {
+            for cout in [1, 5, 17, 64] {
+                if h * w * cin * cout > 2_000_000 {
+                    continue;
+                }
+                i += 1;
+                let ep = eps[i % eps.len()];
+                let c = ConvCase {
+                    h,
+                    w,
+                    cin,
+                    cout,
+                    k: 3,
+                    stride: 1,
+                    p: i % 5,
+                    ep,
+                    noise: i % 4 == 0,
+                };
+                for (slot, winograd) in [Winograd::Always, Winograd::Never].into_iter().enumerate()
+                {
+                    for kernel in [Kernel::Avx2, Kernel::Portable] {
+                        if kernel == Kernel::Portable && i % 3 != 0 {
+                            continue;
+                        }
+                        let opts = FastOptions { kernel, winograd };
+                        worst[slot] = worst[slot].max(run_conv_case(&mut rng, &c, opts));
+                    }
+                }
+            }
+        }
+    }
+    report("conv_winograd_and_direct_3x3 (winograd)", worst[0]);
+    report("conv_winograd_and_direct_3x3 (direct)", worst[1]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,12 +12,24 @@ pub(crate) struct Act {
     pub h: usize,
     pub w: usize,
     pub b: usize,
-    pub data: Vec<f32>,
+    /// A pooled buffer, at least `padded_len` long (its tail belongs to no one): buffers keep
+    /// their largest length so that reusing one never writes it again.
+    buf: Vec<f32>,
 }
 
 impl Act {
     pub fn padded_len(c: usize, h: usize, w: usize, b: usize) -> usize {
         (h + 2 * b) * (w + 2 * b) * c
+    }
+    /// The stored values, border included.
+    #[inline]
+    pub fn data(&self) -> &[f32] {
+        &self.buf[..Self::padded_len(self.c, self.h, self.w, self.b)]
+    }
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        let n = Self::padded_len(self.c, self.h, self.w, self.b);
+        &mut self.buf[..n]
     }
     /// Floats between two stored rows.
     #[inline]
@@ -36,7 +48,7 @@ impl Act {
         &mut self,
     ) -> impl IndexedParallelIterator<Item = (usize, &mut [f32])> {
         let (rs, b, c, w, h) = (self.row_stride().max(1), self.b, self.c, self.w, self.h);
-        self.data
+        self.data_mut()
             .par_chunks_mut(rs)
             .skip(b)
             .take(h)
@@ -47,7 +59,7 @@ impl Act {
     #[inline]
     pub fn row(&self, y: usize) -> &[f32] {
         let o = self.offset(y as isize, 0);
-        &self.data[o..o + self.w * self.c]
+        &self.data()[o..o + self.w * self.c]
     }
     /// Zeroes the border (the interior is left as is: every producer overwrites all of it).
     fn zero_border(&mut self) {
@@ -55,10 +67,11 @@ impl Act {
         if b == 0 {
             return;
         }
-        self.data[..b * rs].fill(0.0);
-        self.data[(h + b) * rs..].fill(0.0);
+        let data = self.data_mut();
+        data[..b * rs].fill(0.0);
+        data[(h + b) * rs..].fill(0.0);
         for y in b..h + b {
-            let row = &mut self.data[y * rs..(y + 1) * rs];
+            let row = &mut data[y * rs..(y + 1) * rs];
             row[..b * c].fill(0.0);
             row[(b + w) * c..].fill(0.0);
         }
@@ -81,35 +94,28 @@ impl Pool {
     /// An activation with a zero border and unspecified interior.
     pub fn take(&mut self, c: usize, h: usize, w: usize, b: usize) -> Act {
         let len = Act::padded_len(c, h, w, b);
-        // Best fit: the smallest free buffer whose capacity suffices, else the largest one.
+        // Best fit: the shortest free buffer that is long enough, else the longest one.
         let pick = self
             .free
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.capacity() >= len)
-            .min_by_key(|(_, v)| v.capacity())
-            .or_else(|| {
-                self.free
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(_, v)| v.capacity())
-            })
+            .filter(|(_, v)| v.len() >= len)
+            .min_by_key(|(_, v)| v.len())
+            .or_else(|| self.free.iter().enumerate().max_by_key(|(_, v)| v.len()))
             .map(|(i, _)| i);
-        let mut data = match pick {
+        let mut buf = match pick {
             Some(i) => self.free.swap_remove(i),
             None => Vec::new(),
         };
-        if data.len() >= len {
-            data.truncate(len);
-        } else {
-            data.resize(len, 0.0);
+        if buf.len() < len {
+            buf.resize(len, 0.0);
         }
-        let mut a = Act { c, h, w, b, data };
+        let mut a = Act { c, h, w, b, buf };
         a.zero_border();
         a
     }
     pub fn give(&mut self, a: Act) {
-        self.free.push(a.data);
+        self.free.push(a.buf);
     }
 }
 

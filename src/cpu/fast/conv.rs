@@ -19,22 +19,22 @@ use super::Kernel;
 /// One micro-tile's pointers. All offsets in floats.
 pub(crate) struct Tile {
     /// Input value of tap `(ky=0, kx=0, ci=0)` for the tile's first pixel.
-    x: *const f32,
+    pub(super) x: *const f32,
     /// Between input rows.
-    xrow: usize,
+    pub(super) xrow: usize,
     /// Between the inputs of two consecutive output pixels (`stride * cin`).
-    pstep: usize,
-    k: usize,
+    pub(super) pstep: usize,
+    pub(super) k: usize,
     /// `k * cin`: consecutive taps per kernel row.
-    run: usize,
+    pub(super) run: usize,
     /// The block's packed weights, `[k * run][NV * LANES]`.
-    w: *const f32,
+    pub(super) w: *const f32,
     /// Output channel `v0 * LANES` of the first pixel.
-    out: *mut f32,
+    pub(super) out: *mut f32,
     /// Between output pixels (and combine pixels): `cout`.
-    ostep: usize,
+    pub(super) ostep: usize,
     /// The combine tensors at the same place as `out` (null when absent).
-    others: [*const f32; 2],
+    pub(super) others: [*const f32; 2],
 }
 
 /// The epilogue's vectors at the block's first channel.
@@ -59,6 +59,23 @@ unsafe impl Send for Ep {}
 unsafe impl Sync for Ep {}
 
 impl Ep {
+    /// No epilogue: adds `zeros` (as many as the output's channels, padded) and stores whole
+    /// vectors.
+    pub(crate) fn store_only(zeros: &[f32]) -> Ep {
+        let null = std::ptr::null::<f32>();
+        Ep {
+            bias: zeros.as_ptr(),
+            scale: null,
+            shift: null,
+            act: 0,
+            slope: null,
+            u: null,
+            v: [null; 2],
+            nother: 0,
+            tail: LANES,
+        }
+    }
+
     fn new(e: &EpilogueAt, ch0: usize, tail: usize, nother: usize) -> Ep {
         let null = std::ptr::null::<f32>();
         let at = |v: &Vec<f32>| v[ch0..].as_ptr();
@@ -103,13 +120,16 @@ pub(crate) const fn tile_pixels(nv: usize) -> usize {
 
 /// Wrapper to share raw pointers with rayon tasks; every task writes disjoint rows.
 #[derive(Clone, Copy)]
-struct SyncPtr(*const f32);
+pub(crate) struct SyncPtr(*const f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 
 impl SyncPtr {
+    pub(crate) fn new(p: *const f32) -> Self {
+        SyncPtr(p)
+    }
     /// (A method, so that closures capture the wrapper and not its raw field.)
-    fn get(self) -> *const f32 {
+    pub(crate) fn get(self) -> *const f32 {
         self.0
     }
 }
@@ -130,14 +150,14 @@ pub(crate) fn conv(
     debug_assert_eq!(y.c, cout);
     let pad = (k / 2) as isize;
     let (ow, xrow, run) = (y.w, x.row_stride(), k * cin);
-    let xlen = x.data.len();
-    let xp = SyncPtr(x.data.as_ptr());
+    let xlen = x.data().len();
+    let xp = SyncPtr(x.data().as_ptr());
     let wp = SyncPtr(at.weight.as_slice().as_ptr());
     let nother = others.len().min(2);
     let optr: Vec<SyncPtr> = others
         .iter()
         .take(2)
-        .map(|o| SyncPtr(o.data.as_ptr()))
+        .map(|o| SyncPtr(o.data().as_ptr()))
         .collect();
     let eps: Vec<Ep> = prep
         .blocks
@@ -200,13 +220,23 @@ pub(crate) fn conv(
 
 /// Runs one micro-tile on the selected kernel.
 /// `fits_full`: computing all `tile_pixels(nv)` pixels reads inside the input buffer.
-unsafe fn tile(kernel: Kernel, nv: usize, np: usize, fits_full: bool, t: &Tile, e: &Ep) {
+pub(crate) unsafe fn tile(kernel: Kernel, nv: usize, np: usize, fits_full: bool, t: &Tile, e: &Ep) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if fits_full => avx2::full(nv, np, t, e),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => avx2::partial(nv, np, t, e),
         _ => portable_tile(nv, np, t, e),
+    }
+}
+
+/// A full tile of raw sums (no epilogue): all `tile_pixels(nv)` pixels, whole vectors.
+/// The caller guarantees that the full tile reads and writes inside its buffers.
+pub(crate) unsafe fn tile_raw(kernel: Kernel, nv: usize, t: &Tile, zeros: &Ep) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => avx2::full_store(nv, t),
+        _ => portable_tile(nv, tile_pixels(nv), t, zeros),
     }
 }
 
@@ -260,48 +290,83 @@ mod avx2 {
     /// `NP` pixels; the caller guarantees that even the pixels past a row's end (stored or not)
     /// read inside the input buffer.
     macro_rules! full_kernel {
-        ($name:ident, $nv:literal, $np:literal, $ws:tt, [$($w:ident),+], [$($x:ident: [$($c:ident),+]),+]) => {
+        ($name:ident, $store:ident, $nv:literal, $np:literal, $ws:tt, $w:tt, $xs:tt) => {
             #[target_feature(enable = "avx2,fma")]
             pub(super) unsafe fn $name(t: &Tile) -> [[__m256; $nv]; $np] {
-                $($(let mut $c = _mm256_setzero_ps();)+)+
-                for ky in 0..t.k {
-                    let base = t.x.add(ky * t.xrow);
-                    let mut j = 0usize;
+                full_kernel!(@body t, $nv, $ws, $w, $xs);
+                full_kernel!(@array $xs)
+            }
+
+            /// The kernel storing its raw sums (no epilogue) as whole vectors.
+            #[target_feature(enable = "avx2,fma")]
+            pub(super) unsafe fn $store(t: &Tile) {
+                full_kernel!(@body t, $nv, $ws, $w, $xs);
+                full_kernel!(@store t, $xs);
+            }
+        };
+        (@body $t:ident, $nv:literal, $ws:tt, [$($w:ident),+], [$($x:ident: [$($c:ident),+]),+]) => {
+            $($(let mut $c = _mm256_setzero_ps();)+)+
+            for ky in 0..$t.k {
+                let base = $t.x.add(ky * $t.xrow);
+                let mut j = 0usize;
+                $(
+                    let $x = base.add(j * $t.pstep);
+                    j += 1;
+                )+
+                let _ = j;
+                let mut wp = $t.w.add(ky * $t.run * $nv * LANES);
+                for q in 0..$t.run {
+                    let mut i = 0usize;
                     $(
-                        let $x = base.add(j * t.pstep);
-                        j += 1;
+                        let $w = _mm256_load_ps(wp.add(i * LANES));
+                        i += 1;
                     )+
-                    let _ = j;
-                    let mut wp = t.w.add(ky * t.run * $nv * LANES);
-                    for q in 0..t.run {
-                        let mut i = 0usize;
-                        $(
-                            let $w = _mm256_load_ps(wp.add(i * LANES));
-                            i += 1;
-                        )+
-                        let _ = i;
-                        $(
-                            let b = _mm256_set1_ps(*$x.add(q));
-                            full_kernel!(@fma b, $ws, [$($c),+]);
-                        )+
-                        wp = wp.add($nv * LANES);
-                    }
+                    let _ = i;
+                    $(
+                        let b = _mm256_set1_ps(*$x.add(q));
+                        full_kernel!(@fma b, $ws, [$($c),+]);
+                    )+
+                    wp = wp.add($nv * LANES);
                 }
-                [$([$($c),+]),+]
             }
         };
         (@fma $b:ident, [$($w:ident),+], [$($c:ident),+]) => {
             $($c = _mm256_fmadd_ps($w, $b, $c);)+
         };
+        (@array [$($x:ident: [$($c:ident),+]),+]) => {
+            [$([$($c),+]),+]
+        };
+        (@store $t:ident, [$($x:ident: [$($c:ident),+]),+]) => {
+            let mut j = 0usize;
+            $(
+                let mut i = 0usize;
+                $(
+                    _mm256_storeu_ps($t.out.add(j * $t.ostep + i * LANES), $c);
+                    i += 1;
+                )+
+                let _ = i;
+                j += 1;
+            )+
+            let _ = j;
+        };
     }
 
-    full_kernel!(k2x6, 2, 6, [w0, w1], [w0, w1], [
+    full_kernel!(k2x6, k2x6_store, 2, 6, [w0, w1], [w0, w1], [
         x0: [c00, c01], x1: [c10, c11], x2: [c20, c21], x3: [c30, c31], x4: [c40, c41], x5: [c50, c51]
     ]);
-    full_kernel!(k1x12, 1, 12, [w0], [w0], [
+    full_kernel!(k1x12, k1x12_store, 1, 12, [w0], [w0], [
         x0: [c00], x1: [c10], x2: [c20], x3: [c30], x4: [c40], x5: [c50],
         x6: [c60], x7: [c70], x8: [c80], x9: [c90], x10: [c100], x11: [c110]
     ]);
+
+    /// A full tile of raw sums, all `tile_pixels(nv)` pixels stored as whole vectors.
+    pub(super) unsafe fn full_store(nv: usize, t: &Tile) {
+        match nv {
+            1 => k1x12_store(t),
+            2 => k2x6_store(t),
+            _ => unreachable!("block of {nv} vectors"),
+        }
+    }
 
     /// A full tile (all `tile_pixels(nv)` pixels computed, the first `np` stored).
     pub(super) unsafe fn full(nv: usize, np: usize, t: &Tile, e: &Ep) {

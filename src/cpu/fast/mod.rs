@@ -19,7 +19,9 @@ mod act;
 pub mod bench_net;
 mod conv;
 mod prep;
+mod simd;
 mod simple;
+mod winograd;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::plan::{LevelVec, Op, Plan};
 use crate::tensor::Tensor;
 use act::{Act, Pool};
+pub use prep::Winograd;
 use prep::{NodeAt, NodePrep};
 
 /// Which micro-kernels run.
@@ -50,6 +53,22 @@ impl Kernel {
             }
         }
         Kernel::Portable
+    }
+}
+
+/// How a [`FastPlan`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastOptions {
+    pub kernel: Kernel,
+    pub winograd: Winograd,
+}
+
+impl Default for FastOptions {
+    fn default() -> Self {
+        FastOptions {
+            kernel: Kernel::detect(),
+            winograd: Winograd::Auto,
+        }
     }
 }
 
@@ -95,6 +114,18 @@ impl FastPlan {
     /// As [`FastPlan::new`] with a chosen kernel; `Kernel::Avx2` falls back to portable code
     /// on a CPU without AVX2 + FMA.
     pub fn with_kernel(plan: &Plan, kernel: Kernel) -> Result<FastPlan> {
+        Self::with_options(
+            plan,
+            FastOptions {
+                kernel,
+                ..FastOptions::default()
+            },
+        )
+    }
+
+    /// As [`FastPlan::new`] with chosen options.
+    pub fn with_options(plan: &Plan, options: FastOptions) -> Result<FastPlan> {
+        let kernel = options.kernel;
         let kernel = if kernel == Kernel::Avx2 {
             Kernel::detect()
         } else {
@@ -135,7 +166,7 @@ impl FastPlan {
                 Op::Depthwise(d) => border[node.input] = border[node.input].max(d.k / 2),
                 _ => {}
             }
-            nodes.push(NodePrep::new(node)?);
+            nodes.push(NodePrep::new(node, options.winograd)?);
         }
         Ok(FastPlan {
             plan: plan.clone(),
@@ -250,14 +281,23 @@ impl FastPlan {
                     .map(|&o| acts[o].as_ref().expect("checked by Plan::shapes"))
                     .collect();
                 match (prep, at) {
-                    (NodePrep::Conv(p, _), NodeAt::Conv(a)) => match a.noise {
-                        Some(v) => {
-                            let xn = act::with_noise_channel(x, v, p.k / 2, pool);
-                            conv::conv(p, a, &xn, &mut out, &others, kernel);
-                            pool.give(xn);
+                    (NodePrep::Conv(p, _), NodeAt::Conv(a)) => {
+                        let run = |x: &Act, out: &mut Act| {
+                            if p.winograd {
+                                winograd::conv(p, a, x, out, &others, kernel)
+                            } else {
+                                conv::conv(p, a, x, out, &others, kernel)
+                            }
+                        };
+                        match a.noise {
+                            Some(v) => {
+                                let xn = act::with_noise_channel(x, v, p.k / 2, pool);
+                                run(&xn, &mut out);
+                                pool.give(xn);
+                            }
+                            None => run(x, &mut out),
                         }
-                        None => conv::conv(p, a, x, &mut out, &others, kernel),
-                    },
+                    }
                     (NodePrep::Depthwise(p, _), NodeAt::Depthwise(a)) => {
                         simple::depthwise(p, a, x, &mut out, &others, kernel)
                     }

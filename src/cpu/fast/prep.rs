@@ -219,6 +219,9 @@ pub(crate) struct ConvPrep {
     pub k: usize,
     pub stride: usize,
     pub noise: Option<crate::plan::Affine>,
+    /// Runs as Winograd F(4x4, 3x3) (`weight` then holds transformed filters,
+    /// `[36][block][ci][nv * LANES]`).
+    pub winograd: bool,
     pub blocks: Vec<Block>,
     /// Per block, `[ky][kx][ci][nv * LANES]` (taps `K = k * k * cin` rows of the block width).
     weight: Mixed,
@@ -231,8 +234,20 @@ pub(crate) struct ConvAt {
     pub noise: Option<f32>,
 }
 
+/// When a stride-1 3x3 conv runs as Winograd F(4x4, 3x3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Winograd {
+    /// When it pays: at least 8 input and 8 output channels.
+    #[default]
+    Auto,
+    /// Never (direct convolution only).
+    Never,
+    /// Every stride-1 3x3 conv (for tests).
+    Always,
+}
+
 impl ConvPrep {
-    fn new(node: &Node, c: &Conv2d) -> Result<Self> {
+    fn new(node: &Node, c: &Conv2d, winograd: Winograd) -> Result<Self> {
         let p = c.mix.deltas();
         if c.k == 0
             || c.stride == 0
@@ -247,6 +262,36 @@ impl ConvPrep {
         }
         check_len(node, "weight", c.weight.len(), (p + 1) * c.weight_len())?;
         let (k, cin, cout) = (c.k, c.cin, c.cout);
+        let wino = k == 3
+            && c.stride == 1
+            && match winograd {
+                Winograd::Auto => cin >= 8 && cout >= 8,
+                Winograd::Never => false,
+                Winograd::Always => true,
+            };
+        if wino {
+            let blocks = blocks(cout.div_ceil(LANES), cin);
+            let n = c.weight_len();
+            let data: Vec<f32> = (0..=p)
+                .flat_map(|a| {
+                    super::winograd::pack_filters(&c.weight[a * n..(a + 1) * n], cin, cout, &blocks)
+                })
+                .collect();
+            return Ok(ConvPrep {
+                cin,
+                cout,
+                k,
+                stride: c.stride,
+                noise: c.noise_channel,
+                winograd: true,
+                blocks,
+                weight: Mixed {
+                    n: data.len() / (p + 1),
+                    data,
+                },
+                ep: EpiloguePrep::new(node, &c.epilogue, p, cout)?,
+            });
+        }
         let taps = k * k * cin;
         let blocks = blocks(cout.div_ceil(LANES), taps);
         let total = taps * round_up(cout, LANES);
@@ -279,6 +324,7 @@ impl ConvPrep {
             k,
             stride: c.stride,
             noise: c.noise_channel,
+            winograd: false,
             blocks,
             weight,
             ep: EpiloguePrep::new(node, &c.epilogue, p, cout)?,
@@ -376,9 +422,11 @@ pub(crate) enum NodeAt {
 }
 
 impl NodePrep {
-    pub fn new(node: &Node) -> Result<Self> {
+    pub fn new(node: &Node, winograd: Winograd) -> Result<Self> {
         Ok(match &node.op {
-            Op::Conv2d(c) => NodePrep::Conv(Box::new(ConvPrep::new(node, c)?), c.mix.clone()),
+            Op::Conv2d(c) => {
+                NodePrep::Conv(Box::new(ConvPrep::new(node, c, winograd)?), c.mix.clone())
+            }
             Op::Depthwise(d) => {
                 NodePrep::Depthwise(Box::new(DepthwisePrep::new(node, d)?), d.mix.clone())
             }

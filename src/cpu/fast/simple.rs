@@ -108,7 +108,7 @@ fn depthwise_row(
         let start = x.offset(y as isize + ky as isize - pad, -pad);
         for kx in 0..k {
             let wt = &at.weight[(ky * k + kx) * cp..][..c];
-            let src = &x.data[start + kx * c..][..n];
+            let src = &x.data()[start + kx * c..][..n];
             for (o, s) in row.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
                 for ((o, &s), &w) in o.iter_mut().zip(s).zip(wt) {
                     *o += w * s;

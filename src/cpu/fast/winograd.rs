@@ -1,0 +1,567 @@
+//! Winograd F(4x4, 3x3) for stride-1 3x3 convs: each 4x4 output tile costs 36 products per
+//! (cin, cout) pair instead of 144, i.e. a quarter of the multiply-adds of the direct conv
+//! (Lavin & Gray 2016: `Y = A^T [(G g G^T) . (B^T d B)] A`).
+//!
+//! The filters are transformed once (in f64) when the plan is prepared, base and deltas alike
+//! (the transform is linear, so mixing for a level stays `U0 + sum_p c_p U_p`). A run works on
+//! one row of 4x4 tiles at a time (a rayon task), in chunks of tiles sized to stay in L2:
+//! 1. input transform of every tile's 6x6 patch into `V[36][tile][cin]`,
+//! 2. 36 small GEMMs `M[p] = V[p] U[p]` on the direct conv's 2x6 micro-kernel (K = cin),
+//! 3. output transform of `M` to the 4x4 tiles, epilogue fused, stored once.
+//!
+//! Transforms are vectorized over channels (HWC) and written once over [`Lane8`].
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::act::Act;
+use super::conv::{self, Ep, SyncPtr, Tile};
+use super::prep::{round_up, ActKind, Block, ConvAt, ConvPrep, EpilogueAt, LANES};
+use super::simd::Lane8;
+use super::Kernel;
+
+/// Output tile side and input patch side.
+pub(crate) const M: usize = 4;
+pub(crate) const A: usize = 6;
+/// Transform-domain positions.
+pub(crate) const P: usize = A * A;
+
+/// `G` of F(4, 3).
+const G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// `U = G g G^T` of one row-major 3x3 filter, row-major 6x6.
+pub(crate) fn transform_filter(g: &[f32]) -> [f64; P] {
+    let mut t = [[0.0f64; 3]; 6];
+    for i in 0..6 {
+        for c in 0..3 {
+            t[i][c] = (0..3).map(|r| G[i][r] * g[r * 3 + c] as f64).sum();
+        }
+    }
+    let mut u = [0.0f64; P];
+    for i in 0..6 {
+        for j in 0..6 {
+            u[i * 6 + j] = (0..3).map(|c| t[i][c] * G[j][c]).sum();
+        }
+    }
+    u
+}
+
+/// Packs the transformed weights of one mixed array (`cout * cin * 9` values, PyTorch order)
+/// as `[p][block][ci][nv * LANES]` (zero in padded lanes).
+pub(crate) fn pack_filters(w: &[f32], cin: usize, cout: usize, blocks: &[Block]) -> Vec<f32> {
+    let stride = cin * round_up(cout, LANES);
+    let mut out = vec![0.0f32; P * stride];
+    for co in 0..cout {
+        let b = blocks
+            .iter()
+            .find(|b| co < (b.v0 + b.nv) * LANES)
+            .expect("blocks cover cout");
+        let (width, lane) = (b.nv * LANES, co - b.v0 * LANES);
+        for ci in 0..cin {
+            let u = transform_filter(&w[(co * cin + ci) * 9..][..9]);
+            for (p, &v) in u.iter().enumerate() {
+                out[p * stride + b.off + ci * width + lane] = v as f32;
+            }
+        }
+    }
+    out
+}
+
+/// `B^T d` of F(4, 3) on 6 values.
+#[inline(always)]
+fn bt<V: Lane8>(d: [V; 6]) -> [V; 6] {
+    let (four, neg4, neg5, two) = (V::splat(4.0), V::splat(-4.0), V::splat(-5.0), V::splat(2.0));
+    let a = d[2].mul_add(neg4, d[4]); // d4 - 4 d2
+    let b = d[1].mul_add(neg4, d[3]); // d3 - 4 d1
+    let c = d[4].sub(d[2]);
+    let e = d[3].sub(d[1]).mul(two);
+    [
+        d[0].mul_add(four, d[2].mul_add(neg5, d[4])),
+        a.add(b),
+        a.sub(b),
+        c.add(e),
+        c.sub(e),
+        d[1].mul_add(four, d[3].mul_add(neg5, d[5])),
+    ]
+}
+
+/// `A^T m` of F(4, 3) on 6 values.
+#[inline(always)]
+fn at<V: Lane8>(m: [V; 6]) -> [V; 4] {
+    let (two, four, eight) = (V::splat(2.0), V::splat(4.0), V::splat(8.0));
+    let a = m[1].add(m[2]);
+    let b = m[1].sub(m[2]);
+    let c = m[3].add(m[4]);
+    let d = m[3].sub(m[4]);
+    [
+        m[0].add(a).add(c),
+        d.mul_add(two, b),
+        c.mul_add(four, a),
+        d.mul_add(eight, b.add(m[5])),
+    ]
+}
+
+/// Scratch of one task: `V` and `M` of a chunk of tiles.
+struct Scratch {
+    buf: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { buf: Vec::new() }) };
+}
+
+/// Sizes of one chunk of tiles.
+#[derive(Clone, Copy)]
+struct Chunk {
+    /// Tiles per chunk, and that rounded up to whole micro-kernel tiles (12).
+    tiles: usize,
+    tiles_pad: usize,
+    cin8: usize,
+    cout8: usize,
+}
+
+impl Chunk {
+    fn new(cin: usize, cout: usize, tw: usize) -> Chunk {
+        let (cin8, cout8) = (round_up(cin, LANES), round_up(cout, LANES));
+        // V + M of a chunk in about 256 KB (half of this machine's L2).
+        let per_tile = P * (cin8 + cout8) * 4;
+        let tiles = (256 * 1024 / per_tile).clamp(6, 48) / 6 * 6;
+        let tiles = tiles.min(tw);
+        Chunk {
+            tiles,
+            tiles_pad: round_up(tiles, 12),
+            cin8,
+            cout8,
+        }
+    }
+    fn v_stride(&self) -> usize {
+        self.tiles_pad * self.cin8
+    }
+    fn m_stride(&self) -> usize {
+        self.tiles_pad * self.cout8
+    }
+    fn len(&self) -> usize {
+        P * (self.v_stride() + self.m_stride())
+    }
+}
+
+/// Winograd F(4x4, 3x3) conv of `x` (border >= 1) into `y`; `at.weight` holds the packed
+/// transformed filters.
+pub(crate) fn conv(
+    prep: &ConvPrep,
+    at: &ConvAt,
+    x: &Act,
+    y: &mut Act,
+    others: &[&Act],
+    kernel: Kernel,
+) {
+    debug_assert!(prep.k == 3 && prep.stride == 1 && x.b >= 1);
+    let (cin, cout, oh, ow) = (prep.cin, prep.cout, y.h, y.w);
+    let tw = ow.div_ceil(M);
+    let ch = Chunk::new(cin, cout, tw);
+    let zeros = vec![0.0f32; ch.cout8];
+    // The GEMM's epilogue: store only (zero bias), whole vectors (M is padded).
+    let store_only = Ep::store_only(&zeros);
+    let (rs, yb) = (y.row_stride(), y.b);
+    let wp = SyncPtr::new(at.weight.as_slice().as_ptr());
+    let interior = &mut y.data_mut()[yb * rs..(yb + oh) * rs];
+    interior
+        .par_chunks_mut(M * rs)
+        .enumerate()
+        .for_each(|(ty, rows)| {
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.buf.len() < ch.len() {
+                    s.buf.resize(ch.len(), 0.0);
+                }
+                let (vbuf, mbuf) = s.buf.split_at_mut(P * ch.v_stride());
+                let mut tx0 = 0;
+                while tx0 < tw {
+                    let nt = ch.tiles.min(tw - tx0);
+                    let job = Job {
+                        prep,
+                        at,
+                        x,
+                        others,
+                        ty,
+                        tx0,
+                        nt,
+                        ch,
+                        oh,
+                        ow,
+                        cout,
+                        yb,
+                    };
+                    band(kernel, &job, vbuf, mbuf, rows, wp, &store_only);
+                    tx0 += nt;
+                }
+            })
+        });
+}
+
+/// One chunk of tiles of one tile row.
+struct Job<'a> {
+    prep: &'a ConvPrep,
+    at: &'a ConvAt,
+    x: &'a Act,
+    others: &'a [&'a Act],
+    ty: usize,
+    tx0: usize,
+    nt: usize,
+    ch: Chunk,
+    oh: usize,
+    ow: usize,
+    cout: usize,
+    /// Border of the output.
+    yb: usize,
+}
+
+/// Address ranges to bring into L2 while the GEMM computes (it leaves the memory idle): the
+/// next chunk's input patch and this chunk's combine tensors and output.
+struct Prefetch {
+    ranges: [(usize, usize); 16],
+    n: usize,
+    lines: usize,
+    /// Lines per step, and the cursor (range, line in it).
+    per: usize,
+    at: (usize, usize),
+}
+
+impl Prefetch {
+    fn new() -> Self {
+        Prefetch {
+            ranges: [(0, 0); 16],
+            n: 0,
+            lines: 0,
+            per: 0,
+            at: (0, 0),
+        }
+    }
+    fn push(&mut self, p: *const f32, floats: usize) {
+        if self.n < self.ranges.len() && floats > 0 {
+            let (a, e) = (p as usize & !63, p as usize + floats * 4);
+            let lines = (e - a).div_ceil(64);
+            self.ranges[self.n] = (a, lines);
+            self.n += 1;
+            self.lines += lines;
+        }
+    }
+    /// Rows `[y0, y1)` x pixels `[x0, x1)` of `a` (clamped to its stored area).
+    fn push_rect(&mut self, a: &Act, y0: isize, y1: isize, x0: isize, x1: isize) {
+        let (lo, hy, hx) = (-(a.b as isize), (a.h + a.b) as isize, (a.w + a.b) as isize);
+        let (x0, x1) = (x0.max(lo), x1.min(hx));
+        if x1 <= x0 {
+            return;
+        }
+        for y in y0.max(lo)..y1.min(hy) {
+            self.push(
+                a.data()[a.offset(y, x0)..].as_ptr(),
+                (x1 - x0) as usize * a.c,
+            );
+        }
+    }
+    /// Spreads the lines over `steps` calls of [`Prefetch::step`].
+    fn plan(&mut self, steps: usize) {
+        self.per = self.lines.div_ceil(steps.max(1));
+        self.at = (0, 0);
+    }
+    /// Prefetches the next lines.
+    #[inline]
+    fn step(&mut self) {
+        let mut left = self.per;
+        while left > 0 && self.at.0 < self.n {
+            let (a, lines) = self.ranges[self.at.0];
+            let end = (self.at.1 + left).min(lines);
+            for l in self.at.1..end {
+                prefetch(a + l * 64);
+            }
+            left -= end - self.at.1;
+            self.at = if end == lines {
+                (self.at.0 + 1, 0)
+            } else {
+                (self.at.0, end)
+            };
+        }
+    }
+}
+
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching never faults.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(addr as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+fn band(
+    kernel: Kernel,
+    j: &Job,
+    vbuf: &mut [f32],
+    mbuf: &mut [f32],
+    rows: &mut [f32],
+    wp: SyncPtr,
+    ep: &Ep,
+) {
+    let mut pf = Prefetch::new();
+    let tw = j.ow.div_ceil(M);
+    let next = if j.tx0 + j.nt < tw {
+        Some((j.ty, j.tx0 + j.nt))
+    } else if (j.ty + 1) * M < j.oh {
+        Some((j.ty + 1, 0))
+    } else {
+        None
+    };
+    if let Some((ty, tx0)) = next {
+        let nt = j.ch.tiles.min(tw - tx0) as isize;
+        let (iy, ix) = ((ty * M) as isize - 1, (tx0 * M) as isize - 1);
+        pf.push_rect(j.x, iy, iy + A as isize, ix, ix + nt * M as isize + 2);
+    }
+    let (oy, ox) = ((j.ty * M) as isize, (j.tx0 * M) as isize);
+    let ox1 = ox + (j.nt * M) as isize;
+    for o in j.others.iter().take(2) {
+        pf.push_rect(o, oy, oy + M as isize, ox, ox1);
+    }
+    let row_stride = (j.ow + 2 * j.yb) * j.cout;
+    for r in rows.chunks(row_stride) {
+        let from = (j.yb + j.tx0 * M) * j.cout;
+        let to = ((j.yb as isize + ox1) as usize * j.cout).min(r.len());
+        if from < to {
+            pf.push(r[from..].as_ptr(), to - from);
+        }
+    }
+    // SAFETY: the transforms stay inside the chunk's buffers and the tile row's output rows.
+    unsafe {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => transform_in_avx2(j, vbuf),
+            _ => transform_in::<[f32; 8]>(j, vbuf),
+        }
+        gemm(kernel, j, vbuf, mbuf, wp, ep, &mut pf);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => transform_out_avx2(j, mbuf, rows),
+            _ => transform_out::<[f32; 8]>(j, mbuf, rows),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transform_in_avx2(j: &Job, vbuf: &mut [f32]) {
+    transform_in::<std::arch::x86_64::__m256>(j, vbuf)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transform_out_avx2(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
+    transform_out::<std::arch::x86_64::__m256>(j, mbuf, rows)
+}
+
+/// `V[p][t][ci] = (B^T d B)[p]` for the chunk's tiles.
+#[inline(always)]
+unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
+    let x = j.x;
+    let (cin, cin8, vs) = (j.prep.cin, j.ch.cin8, j.ch.v_stride());
+    let (lo, hi_y, hi_x) = (-(x.b as isize), (x.h + x.b) as isize, (x.w + x.b) as isize);
+    let iy0 = (j.ty * M) as isize - 1;
+    let vp = vbuf.as_mut_ptr();
+    let xp = x.data().as_ptr();
+    let rs = x.row_stride() as isize;
+    for t in 0..j.nt {
+        let ix0 = ((j.tx0 + t) * M) as isize - 1;
+        let inside = iy0 + A as isize <= hi_y && ix0 + A as isize <= hi_x;
+        debug_assert!(iy0 >= lo && ix0 >= lo);
+        let base = xp.offset(x.offset(iy0, ix0) as isize);
+        let (rows, cols) = (
+            (hi_y - iy0).min(A as isize) as usize,
+            (hi_x - ix0).min(A as isize) as usize,
+        );
+        for v in (0..cin).step_by(LANES) {
+            let n = (cin - v).min(LANES);
+            // Columns (B^T d), then rows; outside the stored area the patch is zero.
+            let cols_t: [[V; A]; A] = std::array::from_fn(|c| {
+                let at = |r: usize| {
+                    if inside || (r < rows && c < cols) {
+                        V::load_upto(base.offset(r as isize * rs + (c * x.c + v) as isize), n)
+                    } else {
+                        V::zero()
+                    }
+                };
+                bt([at(0), at(1), at(2), at(3), at(4), at(5)])
+            });
+            for i in 0..A {
+                let row = bt([
+                    cols_t[0][i],
+                    cols_t[1][i],
+                    cols_t[2][i],
+                    cols_t[3][i],
+                    cols_t[4][i],
+                    cols_t[5][i],
+                ]);
+                for (jj, val) in row.iter().enumerate() {
+                    val.store(vp.add((i * A + jj) * vs + t * cin8 + v));
+                }
+            }
+        }
+    }
+}
+
+/// `M[p] = V[p] U[p]` on the conv micro-kernel.
+unsafe fn gemm(
+    kernel: Kernel,
+    j: &Job,
+    vbuf: &[f32],
+    mbuf: &mut [f32],
+    wp: SyncPtr,
+    ep: &Ep,
+    pf: &mut Prefetch,
+) {
+    let (cin, cin8, cout8) = (j.prep.cin, j.ch.cin8, j.ch.cout8);
+    let (vs, ms, us) = (j.ch.v_stride(), j.ch.m_stride(), cin * cout8);
+    let (vp, mp) = (vbuf.as_ptr(), mbuf.as_mut_ptr());
+    let groups: usize = j
+        .prep
+        .blocks
+        .iter()
+        .map(|b| j.nt.div_ceil(conv::tile_pixels(b.nv)))
+        .sum();
+    pf.plan(P * groups);
+    for p in 0..P {
+        for b in &j.prep.blocks {
+            let tp = conv::tile_pixels(b.nv);
+            let mut t0 = 0;
+            while t0 < j.nt {
+                // Spread the prefetches evenly over the micro-tiles (bursts stall).
+                pf.step();
+                let t = Tile {
+                    x: vp.add(p * vs + t0 * cin8),
+                    xrow: 0,
+                    pstep: cin8,
+                    k: 1,
+                    run: cin,
+                    w: wp.get().add(p * us + b.off),
+                    out: mp.add(p * ms + t0 * cout8 + b.v0 * LANES),
+                    ostep: cout8,
+                    others: [std::ptr::null(); 2],
+                };
+                // V and M are padded to whole micro-tiles (12 tiles) and whole vectors.
+                conv::tile_raw(kernel, b.nv, &t, ep);
+                t0 += tp;
+            }
+        }
+    }
+}
+
+/// The epilogue's vectors for channels `c0..c0 + 8`.
+struct EpVec<V> {
+    bias: V,
+    scale_shift: Option<(V, V)>,
+    /// 0 none, 1 relu, 2 prelu (with the slope).
+    act: (u8, V),
+    /// `u` and the gains of the combine tensors.
+    combine: Option<(V, [V; 2], usize)>,
+}
+
+impl<V: Lane8> EpVec<V> {
+    #[inline(always)]
+    unsafe fn new(e: &EpilogueAt, c0: usize, nother: usize) -> Self {
+        let ld = |v: &Vec<f32>| V::load(v.as_ptr().add(c0));
+        EpVec {
+            bias: ld(&e.bias),
+            scale_shift: e.scale_shift.as_ref().map(|(s, t)| (ld(s), ld(t))),
+            act: match &e.act {
+                ActKind::None => (0, V::zero()),
+                ActKind::Relu => (1, V::zero()),
+                ActKind::Prelu(s) => (2, ld(s)),
+            },
+            combine: e.combine.as_ref().map(|(u, v)| {
+                let n = v.len().min(nother);
+                let g = |i: usize| if i < n { ld(&v[i]) } else { V::zero() };
+                (ld(u), [g(0), g(1)], n)
+            }),
+        }
+    }
+
+    /// The epilogue of one vector; `others` are the combine tensors' values at its place.
+    #[inline(always)]
+    unsafe fn apply(&self, mut y: V, others: &[*const f32; 2], n: usize) -> V {
+        y = y.add(self.bias);
+        if let Some((s, t)) = self.scale_shift {
+            y = y.mul_add(s, t);
+        }
+        y = match self.act.0 {
+            1 => y.relu(),
+            2 => y.prelu(self.act.1),
+            _ => y,
+        };
+        if let Some((u, v, k)) = self.combine {
+            y = y.mul(u);
+            for q in 0..k {
+                y = v[q].mul_add(V::load_upto(others[q], n), y);
+            }
+        }
+        y
+    }
+}
+
+/// `Y = A^T M A` of the chunk's tiles, epilogue applied, stored into the tile row's rows.
+#[inline(always)]
+unsafe fn transform_out<V: Lane8>(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
+    let (cout, cout8, ms) = (j.cout, j.ch.cout8, j.ch.m_stride());
+    let others = &j.others[..j.others.len().min(2)];
+    let row_stride = (j.ow + 2 * j.yb) * cout;
+    let nrows = rows.len() / row_stride;
+    let mp = mbuf.as_ptr();
+    let yp = rows.as_mut_ptr();
+    for c0 in (0..cout).step_by(LANES) {
+        let n = (cout - c0).min(LANES);
+        let ep = EpVec::<V>::new(&j.at.ep, c0, others.len());
+        for t in 0..j.nt {
+            let tx = j.tx0 + t;
+            // Columns (A^T m), then rows.
+            let cols_t: [[V; M]; A] = std::array::from_fn(|c| {
+                let at_p = |i: usize| V::load(mp.add((i * A + c) * ms + t * cout8 + c0));
+                at([at_p(0), at_p(1), at_p(2), at_p(3), at_p(4), at_p(5)])
+            });
+            let ncols = (j.ow - tx * M).min(M);
+            for r in 0..nrows {
+                let oy = j.ty * M + r;
+                let out = at([
+                    cols_t[0][r],
+                    cols_t[1][r],
+                    cols_t[2][r],
+                    cols_t[3][r],
+                    cols_t[4][r],
+                    cols_t[5][r],
+                ]);
+                let mut op = [std::ptr::null(); 2];
+                for (q, o) in others.iter().enumerate() {
+                    op[q] = o
+                        .data()
+                        .as_ptr()
+                        .add(o.offset(oy as isize, (tx * M) as isize) + c0);
+                }
+                for (c, &val) in out.iter().enumerate().take(ncols) {
+                    let y = ep.apply(val, &op, n);
+                    y.store_upto(yp.add(r * row_stride + (j.yb + tx * M + c) * cout + c0), n);
+                    for p in op.iter_mut().take(others.len()) {
+                        *p = p.add(cout);
+                    }
+                }
+            }
+        }
+    }
+    debug_assert!(j.ty * M + nrows <= j.oh);
+}
