@@ -44,6 +44,8 @@ fn tiled_matches_untiled_on_the_fast_cpu_executor() {
     let b = tiled.run(&img, Level::alpha(0.3)).unwrap();
     let d = a.planes().iter().zip(b.planes()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     println!("fast CPU tiled vs untiled: max |diff| = {d:e} (0..255 scale)");
-    // Same math per pixel; only the GEMM's summation order may differ with the tile width.
-    assert!(d < 1e-3, "{d}");
+    // Same math per pixel, but the fast executor's Winograd tiles and GEMM blocks fall at other
+    // offsets inside a tile, so rounding differs: allow 1e-2 on the 0..255 scale (4e-5
+    // relative, far below one 8-bit step). Exactness is proven on the reference above.
+    assert!(d < 1e-2, "{d}");
 }
