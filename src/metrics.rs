@@ -60,6 +60,7 @@ pub fn ssim(reference: &[f32], test: &[f32], width: usize, height: usize, channe
                 }
             }
         }
+        #[allow(clippy::needless_range_loop)] // five parallel arrays, one index
         for i in 0..ow * oh {
             let (mx, my) = (filtered[0][i], filtered[1][i]);
             let sxx = filtered[2][i] - mx * mx;

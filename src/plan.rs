@@ -253,13 +253,13 @@ impl Op {
                 Ok(s)
             }
             Op::Unshuffle => {
-                if s.h % 2 != 0 || s.w % 2 != 0 {
+                if !s.h.is_multiple_of(2) || !s.w.is_multiple_of(2) {
                     return Err(Error::Shape(format!("pixel unshuffle needs even sizes, got {}x{}", s.w, s.h)));
                 }
                 Ok(Shape::new(s.c * 4, s.h / 2, s.w / 2))
             }
             Op::Shuffle => {
-                if s.c % 4 != 0 {
+                if !s.c.is_multiple_of(4) {
                     return Err(Error::Shape(format!("pixel shuffle needs channels divisible by 4, got {}", s.c)));
                 }
                 Ok(Shape::new(s.c / 4, s.h * 2, s.w * 2))

@@ -280,7 +280,7 @@ impl<'a> Lowerer<'a> {
                 let x = self.input(n, 0)?;
                 let c = self.channels[x];
                 if n.op == "shuffle" {
-                    if c % 4 != 0 {
+                    if !c.is_multiple_of(4) {
                         return Err(Error::Shape(format!("pixel shuffle needs channels divisible by 4, got {c}")));
                     }
                     self.push(&n.name, LOp::Shuffle, x, c / 4);
