@@ -4,6 +4,8 @@
 //! ```text
 //! cargo bench --bench cpu_net                  # summary table + criterion
 //! cargo bench --bench cpu_net -- --quick       # summary table only
+//! cargo bench --bench cpu_net -- --quick --direct  # ... without Winograd (direct convs only)
+//! cargo bench --bench cpu_net -- --layer       # one 48 -> 48 layer, 1 and 2 threads
 //! cargo bench --bench cpu_net -- --export-only # only write target/bench_net.safetensors
 //! ```
 //! Writes the network's weights at the bench level (PyTorch layout) and a 64x64 input/output
@@ -15,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use tunable::cpu::fast::{bench_net, FastPlan};
+use tunable::cpu::fast::{bench_net, FastOptions, FastPlan, Winograd};
 use tunable::plan::{LevelVec, Plan};
 use tunable::tensor::{Shape, Tensor};
 
@@ -91,11 +93,27 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Median and best of `n` timed runs after two warm-ups.
-fn time_runs(fast: &FastPlan, x: &Tensor, n: usize) -> (Duration, Duration) {
+/// CPU time of all the process's threads (Linux schedstat), in seconds.
+fn process_cpu_s() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>() as f64
+        * 1e-9
+}
+
+/// Median and best wall time of `n` timed runs after two warm-ups, and the mean CPU time
+/// (all threads) per run: on a machine shared with other work, CPU time / threads is what the
+/// wall time would be on an idle one if the threads scaled perfectly.
+fn time_runs(fast: &FastPlan, x: &Tensor, n: usize) -> (Duration, Duration, f64) {
     for _ in 0..2 {
         black_box(fast.run(x, &LEVEL).unwrap());
     }
+    let cpu0 = process_cpu_s();
     let mut t: Vec<Duration> = (0..n)
         .map(|_| {
             let s = Instant::now();
@@ -103,8 +121,9 @@ fn time_runs(fast: &FastPlan, x: &Tensor, n: usize) -> (Duration, Duration) {
             s.elapsed()
         })
         .collect();
+    let cpu = (process_cpu_s() - cpu0) / n as f64;
     t.sort();
-    (t[n / 2], t[0])
+    (t[n / 2], t[0], cpu)
 }
 
 /// FMA throughput of one core (12 independent chains, no loads): the roofline.
@@ -252,7 +271,18 @@ fn layer_bench() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let plan = bench_net::adafm_net_plan(CHANNELS, BLOCKS, SEED);
-    let fast = FastPlan::new(&plan).expect("FastPlan::new");
+    // --direct: no Winograd (every conv as the direct implicit GEMM).
+    let direct = args.iter().any(|a| a == "--direct");
+    let winograd = if direct {
+        Winograd::Never
+    } else {
+        Winograd::Auto
+    };
+    let options = FastOptions {
+        winograd,
+        ..FastOptions::default()
+    };
+    let fast = FastPlan::with_options(&plan, options).expect("FastPlan::new");
     let path = export(&plan, &fast);
     eprintln!("wrote {}", path.display());
     if args.iter().any(|a| a == "--export-only") {
@@ -264,29 +294,32 @@ fn main() {
     }
 
     println!(
-        "fast CPU executor, AdaFM-Net-style {CHANNELS}ch x {BLOCKS} blocks, kernel {:?}, {} rayon threads",
+        "fast CPU executor, AdaFM-Net-style {CHANNELS}ch x {BLOCKS} blocks, kernel {:?}, winograd {:?}, {} rayon threads",
         fast.kernel(),
+        winograd,
         rayon::current_num_threads()
     );
-    println!("| size | GFLOP | median ms | best ms | GFLOP/s (median) | pool MB | peak RSS MB |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| size | GFLOP | median ms | best ms | GFLOP/s (median) | CPU ms/run | pool MB | peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|---|");
     for size in SIZES {
         let x = input(size, 0);
         let gflop = bench_net::plan_flops(&plan, size, size).unwrap() / 1e9;
         fast.release_memory();
         let n = if size >= 512 { 15 } else { 40 };
-        let (med, best) = time_runs(&fast, &x, n);
+        let (med, best, cpu) = time_runs(&fast, &x, n);
         // Machine-readable, for tools/bench_peers.py.
         eprintln!(
-            "RESULT size={size} median_ms={:.3} best_ms={:.3}",
+            "RESULT size={size} median_ms={:.3} best_ms={:.3} cpu_ms={:.3} direct={direct}",
             med.as_secs_f64() * 1e3,
-            best.as_secs_f64() * 1e3
+            best.as_secs_f64() * 1e3,
+            cpu * 1e3
         );
         println!(
-            "| {size}x{size} | {gflop:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {size}x{size} | {gflop:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
             med.as_secs_f64() * 1e3,
             best.as_secs_f64() * 1e3,
             gflop / med.as_secs_f64(),
+            cpu * 1e3,
             fast.retained_bytes() as f64 / (1 << 20) as f64,
             peak_rss_mb()
         );

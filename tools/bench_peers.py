@@ -6,6 +6,7 @@ three see the same machine load. Prints a markdown table.
 
     cargo bench --bench cpu_net -- --export-only      # writes target/bench_net.safetensors
     .venv/bin/python tools/bench_peers.py --rust       # torch + ORT + Rust, 256 and 512
+    .venv/bin/python tools/bench_peers.py --rust --rust-bin target/release/deps/cpu_net-HASH
 
 The weights file holds every conv's weight/bias at the bench level (PyTorch layout) and a
 64x64 check pair (`check.input` -> `check.output`, computed by the Rust executor): the script
@@ -75,10 +76,13 @@ def time_fn(fn, runs):
     return times
 
 
-def rust_round(sizes):
+def rust_round(sizes, binary=None, direct=False):
     """One run of the Rust bench (--quick); returns {size: [median_s, best_s]}."""
+    cmd = [binary, "--quick"] if binary else ["cargo", "bench", "--bench", "cpu_net", "--", "--quick"]
+    if direct:
+        cmd.append("--direct")
     out = subprocess.run(
-        ["cargo", "bench", "--bench", "cpu_net", "--", "--quick"],
+        cmd,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -102,6 +106,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="timed runs per size per round")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (torch, ORT, Rust)")
     ap.add_argument("--rust", action="store_true", help="also run the Rust bench in each round")
+    ap.add_argument("--rust-bin", help="the cpu_net bench binary to run (default: cargo bench)")
     ap.add_argument("--golden", metavar="DIR", help="write golden vectors for tests/fast_cpu.rs and exit")
     args = ap.parse_args()
 
@@ -159,7 +164,7 @@ def main():
     diff = float(np.abs(sess.run(None, {"x": xo})[0][0] - w["check.output"]).max())
     print(f"check: max |onnxruntime - rust| on the 64x64 pair = {diff:.3g}")
 
-    times = {(e, s): [] for e in ("pytorch", "onnxruntime", "rust") for s in args.sizes}
+    times = {(e, s): [] for e in ("pytorch", "onnxruntime", "rust", "rust-direct") for s in args.sizes}
     for r in range(args.rounds):
         for s in args.sizes:
             x = bench_input(s)
@@ -168,9 +173,10 @@ def main():
             xn = x.numpy()
             times[("onnxruntime", s)] += time_fn(lambda: sess.run(None, {"x": xn}), args.runs)
         if args.rust:
-            for s, (med, best) in rust_round(args.sizes).items():
-                if s in args.sizes:
-                    times[("rust", s)] += [med, best]
+            for e, direct in (("rust", False), ("rust-direct", True)):
+                for s, (med, best) in rust_round(args.sizes, args.rust_bin, direct).items():
+                    if s in args.sizes:
+                        times[(e, s)] += [med, best]
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
     print()
@@ -179,16 +185,21 @@ def main():
     print()
     print("| engine | size | GFLOP | ms (median) | ms (best) | GFLOP/s (median) |")
     print("|---|---|---|---|---|---|")
-    engines = ["rust", "pytorch", "onnxruntime"] if args.rust else ["pytorch", "onnxruntime"]
+    engines = ["rust", "rust-direct", "pytorch", "onnxruntime"] if args.rust else ["pytorch", "onnxruntime"]
     for e in engines:
         for s in args.sizes:
             t = times[(e, s)]
-            if e == "rust":  # [median, best] per round
+            if e.startswith("rust"):  # [median, best] per round
                 med, best = statistics.median(t[0::2]), min(t[1::2])
             else:
                 med, best = statistics.median(t), min(t)
             gflop = GFLOP_512 * (s / 512) ** 2
-            name = {"rust": "Rust fast (tunable)", "pytorch": "PyTorch eager", "onnxruntime": "ONNX Runtime CPU"}[e]
+            name = {
+                "rust": "Rust fast (tunable, Winograd)",
+                "rust-direct": "Rust fast (tunable, direct only)",
+                "pytorch": "PyTorch eager",
+                "onnxruntime": "ONNX Runtime CPU",
+            }[e]
             print(f"| {name} | {s}x{s} | {gflop:.2f} | {med * 1e3:.1f} | {best * 1e3:.1f} | {gflop / med:.1f} |")
 
 

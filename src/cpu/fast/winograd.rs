@@ -5,8 +5,8 @@
 //! The filters are transformed once (in f64) when the plan is prepared, base and deltas alike
 //! (the transform is linear, so mixing for a level stays `U0 + sum_p c_p U_p`). A run works on
 //! one row of 4x4 tiles at a time (a rayon task), in chunks of tiles sized to stay in L2:
-//! 1. input transform of every tile's 6x6 patch into `V[36][tile][cin]`,
-//! 2. 36 small GEMMs `M[p] = V[p] U[p]` on the direct conv's 2x6 micro-kernel (K = cin),
+//! 1. input transform of every tile's 6x6 patch into `V[tile][36][cin]`,
+//! 2. 36 small GEMMs `M[.][p] = V[.][p] U[p]` on the direct conv's 2x6 micro-kernel (K = cin),
 //! 3. output transform of `M` to the 4x4 tiles, epilogue fused, stored once.
 //!
 //! Transforms are vectorized over channels (HWC) and written once over [`Lane8`].
@@ -373,7 +373,7 @@ unsafe fn transform_out_avx2(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
 #[inline(always)]
 unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
     let x = j.x;
-    let (cin, cin8, vs) = (j.prep.cin, j.ch.cin8, j.ch.v_stride());
+    let (cin, cin8) = (j.prep.cin, j.ch.cin8);
     let (lo, hi_y, hi_x) = (-(x.b as isize), (x.h + x.b) as isize, (x.w + x.b) as isize);
     let iy0 = (j.ty * M) as isize - 1;
     let vp = vbuf.as_mut_ptr();
@@ -411,7 +411,7 @@ unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
                     cols_t[5][i],
                 ]);
                 for (jj, val) in row.iter().enumerate() {
-                    val.store(vp.add((i * A + jj) * vs + t * cin8 + v));
+                    val.store(vp.add((t * P + i * A + jj) * cin8 + v));
                 }
             }
         }
@@ -429,7 +429,7 @@ unsafe fn gemm(
     pf: &mut Prefetch,
 ) {
     let (cin, cin8, cout8) = (j.prep.cin, j.ch.cin8, j.ch.cout8);
-    let (vs, ms, us) = (j.ch.v_stride(), j.ch.m_stride(), cin * cout8);
+    let us = cin * cout8;
     let (vp, mp) = (vbuf.as_ptr(), mbuf.as_mut_ptr());
     let groups: usize = j
         .prep
@@ -446,14 +446,14 @@ unsafe fn gemm(
                 // Spread the prefetches evenly over the micro-tiles (bursts stall).
                 pf.step();
                 let t = Tile {
-                    x: vp.add(p * vs + t0 * cin8),
+                    x: vp.add((t0 * P + p) * cin8),
                     xrow: 0,
-                    pstep: cin8,
+                    pstep: P * cin8,
                     k: 1,
                     run: cin,
                     w: wp.get().add(p * us + b.off),
-                    out: mp.add(p * ms + t0 * cout8 + b.v0 * LANES),
-                    ostep: cout8,
+                    out: mp.add((t0 * P + p) * cout8 + b.v0 * LANES),
+                    ostep: P * cout8,
                     others: [std::ptr::null(); 2],
                 };
                 // V and M are padded to whole micro-tiles (12 tiles) and whole vectors.
@@ -519,7 +519,7 @@ impl<V: Lane8> EpVec<V> {
 /// `Y = A^T M A` of the chunk's tiles, epilogue applied, stored into the tile row's rows.
 #[inline(always)]
 unsafe fn transform_out<V: Lane8>(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
-    let (cout, cout8, ms) = (j.cout, j.ch.cout8, j.ch.m_stride());
+    let (cout, cout8) = (j.cout, j.ch.cout8);
     let others = &j.others[..j.others.len().min(2)];
     let row_stride = (j.ow + 2 * j.yb) * cout;
     let nrows = rows.len() / row_stride;
@@ -532,7 +532,7 @@ unsafe fn transform_out<V: Lane8>(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
             let tx = j.tx0 + t;
             // Columns (A^T m), then rows.
             let cols_t: [[V; M]; A] = std::array::from_fn(|c| {
-                let at_p = |i: usize| V::load(mp.add((i * A + c) * ms + t * cout8 + c0));
+                let at_p = |i: usize| V::load(mp.add((t * P + i * A + c) * cout8 + c0));
                 at([at_p(0), at_p(1), at_p(2), at_p(3), at_p(4), at_p(5)])
             });
             let ncols = (j.ow - tx * M).min(M);
