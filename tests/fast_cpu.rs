@@ -916,10 +916,15 @@ fn conv_out_dims_agree() {
 /// holds `input` `[C, H, W]` and `expected` `[C', H', W']` (f32) and the metadata
 /// `plan = "adafm_net:<channels>:<blocks>:<seed>"` and `level = "<l0>,<l1>,<l2>,<l3>"`;
 /// `tools/bench_peers.py --golden DIR` writes such files from PyTorch. To cover other plans,
-/// add a `plan` kind here. Without files the test passes and says so.
+/// add a `plan` kind here. Without files the test passes and says so. `TUNABLE_GOLDEN_DIR`
+/// points it at another directory.
 #[test]
 fn golden_pytorch_vectors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/fast_cpu");
+    let dir = std::env::var_os("TUNABLE_GOLDEN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/fast_cpu")
+        });
     let Ok(entries) = std::fs::read_dir(&dir) else {
         println!("no golden vectors in {} (skipped)", dir.display());
         return;

@@ -142,14 +142,15 @@ impl Chunk {
             cout8,
         }
     }
-    fn v_stride(&self) -> usize {
-        self.tiles_pad * self.cin8
+    /// Floats of `V` (`[tiles_pad][36][cin8]`) and of `M` (`[tiles_pad][36][cout8]`).
+    fn v_len(&self) -> usize {
+        self.tiles_pad * P * self.cin8
     }
-    fn m_stride(&self) -> usize {
-        self.tiles_pad * self.cout8
+    fn m_len(&self) -> usize {
+        self.tiles_pad * P * self.cout8
     }
     fn len(&self) -> usize {
-        P * (self.v_stride() + self.m_stride())
+        self.v_len() + self.m_len()
     }
 }
 
@@ -182,7 +183,7 @@ pub(crate) fn conv(
                 if s.buf.len() < ch.len() {
                     s.buf.resize(ch.len(), 0.0);
                 }
-                let (vbuf, mbuf) = s.buf.split_at_mut(P * ch.v_stride());
+                let (vbuf, mbuf) = s.buf.split_at_mut(ch.v_len());
                 let mut tx0 = 0;
                 while tx0 < tw {
                     let nt = ch.tiles.min(tw - tx0);
