@@ -288,6 +288,12 @@ fn main() {
     if args.iter().any(|a| a == "--export-only") {
         return;
     }
+    // --once N: one run at N x N (for valgrind/perf), nothing printed.
+    if let Some(i) = args.iter().position(|a| a == "--once") {
+        let n: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(256);
+        black_box(fast.run(&input(n, 0), &LEVEL).unwrap());
+        return;
+    }
     if args.iter().any(|a| a == "--layer") {
         layer_bench();
         return;
