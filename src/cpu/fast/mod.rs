@@ -1,7 +1,15 @@
-//! The fast CPU executor: implicit-GEMM convolution on an HWC layout with zero borders,
-//! AVX2 + FMA micro-kernels (with a portable fallback), rayon over output rows, and the
-//! epilogue fused into the conv's single output pass. Validated against `cpu::reference`
-//! (tests/fast_cpu.rs).
+//! The fast CPU executor, validated against `cpu::reference` (tests/fast_cpu.rs).
+//!
+//! - Layout: activations are HWC with a zero border (`act`), so convs read their padding
+//!   from memory; the plan's CHW input and output are transposed at the ends.
+//! - Stride-1 3x3 convs with at least 8 input and output channels: Winograd F(4x4, 3x3)
+//!   (`winograd`), a quarter of the multiply-adds, filters transformed once per plan.
+//! - Every other conv: implicit GEMM, no im2col buffer (`conv`): a 2 x 6 AVX2 + FMA
+//!   micro-kernel (2 vectors of output channels x 6 pixels) over `k * k * cin` taps.
+//! - The epilogue (bias, scale/shift, activation, combine) is applied to the accumulators and
+//!   stored once. Depthwise, eltwise and (un)shuffle are plain vectorized loops (`simple`).
+//! - rayon splits output rows (tile rows for Winograd); a portable kernel covers CPUs without
+//!   AVX2 + FMA ([`Kernel`]); `TUNABLE_FAST_PROFILE=1` prints per-node times on stderr.
 //!
 //! ```no_run
 //! # use tunable::{cpu::fast::FastPlan, plan::Plan, tensor::Tensor};
@@ -13,7 +21,8 @@
 //!
 //! Memory: each tensor lives in a pooled buffer from the node that writes it to the last node
 //! that reads it (computed from the plan), so a chain of convs holds about three activations.
-//! The pool is kept between runs (see [`FastPlan::retained_bytes`], [`FastPlan::release_memory`]).
+//! The pool is kept between runs (see [`FastPlan::retained_bytes`], [`FastPlan::release_memory`]);
+//! each rayon thread also keeps its Winograd scratch (a few hundred KB, sized to its L2).
 
 mod act;
 pub mod bench_net;

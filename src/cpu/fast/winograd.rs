@@ -11,6 +11,8 @@
 //!
 //! Transforms are vectorized over channels (HWC) and written once over [`Lane8`].
 
+#![allow(clippy::needless_range_loop)]
+
 use std::cell::RefCell;
 
 use rayon::prelude::*;
@@ -419,7 +421,7 @@ unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
         let ix0 = ((j.tx0 + t) * M) as isize - 1;
         let inside = iy0 + A as isize <= hi_y && ix0 + A as isize <= hi_x;
         debug_assert!(iy0 >= lo && ix0 >= lo);
-        let base = xp.offset(x.offset(iy0, ix0) as isize);
+        let base = xp.add(x.offset(iy0, ix0));
         let (rows, cols) = (
             (hi_y - iy0).min(A as isize) as usize,
             (hi_x - ix0).min(A as isize) as usize,
