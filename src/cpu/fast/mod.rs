@@ -34,6 +34,8 @@ mod winograd;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::plan::{LevelVec, Op, Plan};
 use crate::tensor::Tensor;
@@ -208,6 +210,9 @@ impl FastPlan {
     }
 
     /// The mixed weights at `level`, from the one-level cache or freshly mixed.
+    /// Mixing is memory-bound (base and deltas in, weights out: about 17 MB for the bench
+    /// network with its Winograd filters); it runs on every rayon thread and reuses the
+    /// previous level's buffers when no run still holds them.
     fn level_data(&self, level: &LevelVec) -> LevelData {
         let mut cache = lock(&self.cache);
         if let Some((l, d)) = &*cache {
@@ -215,7 +220,16 @@ impl FastPlan {
                 return d.clone();
             }
         }
-        let d: LevelData = Arc::new(self.nodes.iter().map(|n| n.at(level)).collect());
+        let d = match cache.take().map(|(_, d)| Arc::try_unwrap(d)) {
+            Some(Ok(mut d)) => {
+                self.nodes
+                    .par_iter()
+                    .zip(d.par_iter_mut())
+                    .for_each(|(n, at)| n.refill(level, at));
+                Arc::new(d)
+            }
+            _ => Arc::new(self.nodes.par_iter().map(|n| n.at(level)).collect()),
+        };
         *cache = Some((*level, d.clone()));
         d
     }

@@ -64,12 +64,17 @@ impl Mixed {
     fn channels(src: &[f32], p: usize, c: usize) -> Self {
         Mixed::packed(src, p, c, round_up(c, LANES), |o| (o < c).then_some(o))
     }
+    /// `out = base + sum_p coefs[p] * delta_p`, in L1-sized pieces (one pass over memory).
     fn eval_into(&self, coefs: &[f32], out: &mut [f32]) {
-        out.copy_from_slice(&self.data[..self.n]);
-        for (p, &cp) in coefs.iter().enumerate() {
-            let d = &self.data[(p + 1) * self.n..(p + 2) * self.n];
-            for (o, &dv) in out.iter_mut().zip(d) {
-                *o += cp * dv;
+        const PIECE: usize = 2048;
+        for (i, o) in out.chunks_mut(PIECE).enumerate() {
+            let at = i * PIECE;
+            o.copy_from_slice(&self.data[at..at + o.len()]);
+            for (p, &cp) in coefs.iter().enumerate() {
+                let d = &self.data[(p + 1) * self.n + at..][..o.len()];
+                for (o, &dv) in o.iter_mut().zip(d) {
+                    *o += cp * dv;
+                }
             }
         }
     }
@@ -436,6 +441,20 @@ impl NodePrep {
             Op::Unshuffle => NodePrep::Unshuffle,
             Op::Shuffle => NodePrep::Shuffle,
         })
+    }
+
+    /// Re-mixes `at` (built by [`NodePrep::at`] from this node) for another level, reusing
+    /// its weight buffer.
+    pub fn refill(&self, level: &LevelVec, at: &mut NodeAt) {
+        match (self, at) {
+            (NodePrep::Conv(c, mix), NodeAt::Conv(a)) => {
+                let coefs = mix.eval(level);
+                c.weight.eval_into(&coefs, a.weight.as_mut_slice());
+                a.ep = c.ep.at(&coefs);
+                a.noise = c.noise.map(|n| n.eval(level));
+            }
+            (node, at) => *at = node.at(level),
+        }
     }
 
     pub fn at(&self, level: &LevelVec) -> NodeAt {
