@@ -237,16 +237,20 @@ impl Model {
         image.with_planes(out.data.into_iter().map(|v| v * scale).collect())
     }
 
-    /// Runs the network on one tensor of any size: pads to the size the network needs
-    /// (replicating edges), tiles with a halo of the receptive field, crops back.
+    /// Runs the network on one tensor of any size: pads the bottom and right to the size the
+    /// network needs (mirroring the edge, as FFDNet and most restoration code do), tiles with a
+    /// halo of the receptive field, crops back. No copy is made when no padding is needed.
     pub fn run_tensor(&self, input: &Tensor, level: &LevelVec, progress: Progress) -> Result<Tensor> {
         let Shape { c, h, w } = input.shape;
         if h == 0 || w == 0 {
             return Err(Error::Image(format!("image of size {w}x{h} is empty")));
         }
         let m = self.plan.size_multiple();
-        let padded = pad_replicate(input, h.div_ceil(m) * m, w.div_ceil(m) * m);
-        let out = self.run_tiled(&padded, level, progress)?;
+        let (ph, pw) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
+        if (ph, pw) == (h, w) {
+            return self.run_tiled(input, level, progress);
+        }
+        let out = self.run_tiled(&pad_reflect(input, ph, pw), level, progress)?;
         Ok(crop(&out, 0, 0, h, w, c))
     }
 
@@ -293,17 +297,21 @@ impl Model {
     }
 }
 
-/// Pads a CHW tensor at the bottom and right to `h x w` by repeating the last row and column.
-pub fn pad_replicate(t: &Tensor, h: usize, w: usize) -> Tensor {
+/// Pads a CHW tensor at the bottom and right to `h x w` by mirroring about the last row and
+/// column (PyTorch's `reflect`: the added row after row `H-1` is row `H-2`), so an odd-sized image
+/// gets exactly FFDNet's own padding. Where the tensor is too small to mirror (fewer rows than
+/// the pad, only for nets that need a multiple of 3 or more), the index is clamped at 0.
+pub fn pad_reflect(t: &Tensor, h: usize, w: usize) -> Tensor {
     let Shape { c, h: th, w: tw } = t.shape;
-    if h == th && w == tw {
-        return t.clone();
-    }
+    let mirror = |i: usize, n: usize| if i < n { i } else { (2 * (n - 1)).saturating_sub(i) };
+    let cols: Vec<usize> = (0..w).map(|x| mirror(x, tw)).collect();
     let mut out = Tensor::zeros(Shape::new(c, h, w));
     for ch in 0..c {
         for y in 0..h {
-            for x in 0..w {
-                out.data[(ch * h + y) * w + x] = t.at(ch, y.min(th - 1), x.min(tw - 1));
+            let src = &t.data[(ch * th + mirror(y, th)) * tw..][..tw];
+            let dst = &mut out.data[(ch * h + y) * w..][..w];
+            for (d, &x) in dst.iter_mut().zip(&cols) {
+                *d = src[x];
             }
         }
     }

@@ -146,16 +146,19 @@ fn restore_at_a_level_and_blind() {
         e.contains("estimated noise sigma") && e.contains("alpha ="),
         "{e}"
     );
-    ok(&tunable(&[
-        &"restore",
-        &input,
-        &"-o",
-        &d.join("s.png"),
-        &"--model",
-        &m,
-        &"--sigma",
-        &"30",
-    ]));
+    // Inside the calibration table: no warning; beyond either end: a warning naming the end used.
+    for (sigma, warning) in [
+        ("30", None),
+        ("80", Some("sigma 80 is outside the model's calibrated range [10, 50]; running at sigma 50 (alpha = 1)")),
+        ("4", Some("sigma 4 is outside the model's calibrated range [10, 50]; running at sigma 10 (alpha = 0)")),
+    ] {
+        let o = tunable(&[&"restore", &input, &"-o", &d.join(format!("s{sigma}.png")), &"--model", &m, &"--sigma", &sigma]);
+        ok(&o);
+        match warning {
+            Some(w) => assert!(stderr(&o).contains(w), "--sigma {sigma}: {}", stderr(&o)),
+            None => assert!(!stderr(&o).contains("warning"), "--sigma {sigma}: {}", stderr(&o)),
+        }
+    }
 }
 
 #[test]

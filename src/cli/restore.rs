@@ -37,12 +37,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let model = ctx.load(&engine, &a.model)?;
     let level = match (a.level, a.sigma) {
         (Some(l), _) => Level::alpha(l),
-        (None, Some(s)) => Level::sigma(s),
+        (None, Some(s)) => {
+            warn_if_clamped(&model, s);
+            Level::sigma(s)
+        }
         (None, None) if model.axes().is_empty() => Level::axes(&[]),
         (None, None) => {
             let sigma = estimate::noise_sigma(&image);
             let lv = model.level_vec(&Level::sigma(sigma))?;
             eprintln!("estimated noise sigma {sigma:.2}; using {} = {:.3}", model.axes()[0].name, lv[0]);
+            warn_if_clamped(&model, sigma);
             Level::sigma(sigma)
         }
     };
@@ -63,5 +67,12 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
+    }
+}
+
+/// Says so on stderr when a sigma is beyond the calibration table (it runs at the table's end).
+fn warn_if_clamped(model: &tunable::Model, sigma: f32) {
+    if let Some(w) = model.axes().first().and_then(|a| a.clamp_warning(sigma)) {
+        eprintln!("warning: {w}");
     }
 }

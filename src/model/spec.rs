@@ -59,6 +59,25 @@ impl LevelAxis {
         }
         Ok(interpolate(table, unit_value))
     }
+
+    /// The unit values the calibration table covers; `calibrate` clamps outside them.
+    pub fn calibrated_range(&self) -> Option<(f32, f32)> {
+        let t = self.calibration.as_ref()?;
+        Some((t.first()?[0], t.last()?[0]))
+    }
+
+    /// A one-line warning when `unit_value` lies outside the calibrated range (and so runs at
+    /// the nearest end of the table), `None` inside it.
+    pub fn clamp_warning(&self, unit_value: f32) -> Option<String> {
+        let (lo, hi) = self.calibrated_range()?;
+        let unit = self.unit.as_deref().unwrap_or("level");
+        let end = if unit_value < lo { lo } else if unit_value > hi { hi } else { return None };
+        Some(format!(
+            "{unit} {unit_value} is outside the model's calibrated range [{lo}, {hi}]; running at {unit} {end} ({} = {})",
+            self.name,
+            interpolate(self.calibration.as_ref()?, end)
+        ))
+    }
 }
 
 /// Piecewise-linear interpolation over sorted `[x, y]` pairs, clamped at the ends.
