@@ -5,7 +5,9 @@
 //! and ratios measured in the same run. Backends: the fast CPU executor always; the GPU when a
 //! real adapter exists (or `TUNABLE_BENCH_GPU=1` forces a software one — slow: shrink with
 //! `TUNABLE_BENCH_SIZE=64`). Image: 256x256 color unless `TUNABLE_BENCH_SIZE` says otherwise.
-//! `TUNABLE_BENCH_BACKENDS=gpu` (or `cpu`) times one executor only.
+//! `TUNABLE_BENCH_BACKENDS=gpu` (or `cpu`) times one executor only. The table interleaves the
+//! plain, fused and unfused runs round by round (`TUNABLE_BENCH_ROUNDS`, default 15) so they
+//! share the machine's load; `TUNABLE_BENCH_TABLE_ONLY=1` skips criterion's groups.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,60 +74,96 @@ fn input(s: usize) -> Tensor {
     Tensor::from_vec(Shape::new(3, s, s), (0..3 * s * s).map(|_| rng.uniform() as f32).collect())
 }
 
-fn median_run(model: &Model, x: &Tensor, runs: usize) -> Duration {
-    let lv = levels(model);
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|i| {
-            let t = Instant::now();
-            model.run_plan(x, &lv[i % 2]).expect("run");
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
+/// Medians over `rounds` interleaved rounds of (plain, fused, unfused), each run at a new level,
+/// so that all three see the same machine load; also the median of the per-round ratios
+/// unfused / fused and fused / plain, which is steadier than the ratio of medians.
+struct Sitting {
+    fused: Duration,
+    unfused: Option<Duration>,
+    plain: Duration,
+    unfused_over_fused: Option<f64>,
+    fused_over_plain: f64,
+}
+
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN timings"));
+    v[v.len() / 2]
+}
+
+fn sit(plain: &Model, fused: &Model, unfused: Option<&Model>, x: &Tensor, rounds: usize) -> Sitting {
+    let timed = |m: &Model, i: usize| {
+        let lv = levels(m);
+        let t = Instant::now();
+        m.run_plan(x, &lv[i % 2]).expect("run");
+        t.elapsed()
+    };
+    let (mut p, mut f, mut u) = (vec![], vec![], vec![]);
+    for i in 0..rounds {
+        p.push(timed(plain, i));
+        f.push(timed(fused, i));
+        if let Some(m) = unfused {
+            u.push(timed(m, i));
+        }
+    }
+    let ratio = |a: &[Duration], b: &[Duration]| median(a.iter().zip(b).map(|(a, b)| a.as_secs_f64() / b.as_secs_f64()).collect());
+    Sitting {
+        fused: median(f.clone()),
+        unfused: unfused.map(|_| median(u.clone())),
+        plain: median(p.clone()),
+        unfused_over_fused: unfused.map(|_| ratio(&u, &f)),
+        fused_over_plain: ratio(&f, &p),
+    }
+}
+
+fn rounds() -> usize {
+    std::env::var("TUNABLE_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15)
+}
+
+/// `TUNABLE_BENCH_TABLE_ONLY=1` skips the criterion groups (for slow software adapters).
+fn table_only() -> bool {
+    std::env::var("TUNABLE_BENCH_TABLE_ONLY").map(|v| v == "1").unwrap_or(false)
 }
 
 fn bench(c: &mut Criterion) {
     let s = size();
     let x = input(s);
+    let n = rounds();
     let mut table = vec![];
     for (backend, engine) in engines() {
-        let mut floor = None;
+        let (floor_label, floor_file) = MODELS[0];
+        let plain = engine.load_with(floor_file, Lowering::Fused).expect("load the plain model");
         for (label, file) in MODELS {
             if !Path::new(file).exists() {
                 eprintln!("modulation bench: {file} missing, skipped");
                 continue;
             }
-            let mut row = vec![];
-            for lowering in [Lowering::Fused, Lowering::Unfused] {
-                let model = engine.load_with(file, lowering).expect("load");
-                let lv = levels(&model);
-                let mut i = 0;
-                let name = format!("{backend}/{label}/{lowering:?}");
-                c.bench_function(&name, |b| {
-                    b.iter(|| {
-                        i += 1;
-                        model.run_plan(&x, &lv[i % 2]).expect("run")
-                    })
-                });
-                row.push(median_run(&model, &x, 7));
-                if *label == "plain" {
-                    break; // no knob: fused and unfused are the same network
+            let fused = engine.load_with(file, Lowering::Fused).expect("load");
+            // No knob: fused and unfused are the same network.
+            let unfused = (*label != floor_label).then(|| engine.load_with(file, Lowering::Unfused).expect("load"));
+            if !table_only() {
+                for model in std::iter::once(&fused).chain(unfused.as_ref()) {
+                    let lv = levels(model);
+                    let mut i = 0;
+                    c.bench_function(&format!("{backend}/{label}/{:?}", model.lowering()), |b| {
+                        b.iter(|| {
+                            i += 1;
+                            model.run_plan(&x, &lv[i % 2]).expect("run")
+                        })
+                    });
                 }
             }
-            let fused = row[0];
-            let floor_t = *floor.get_or_insert(fused);
-            table.push((backend.clone(), label.to_string(), fused, row.get(1).copied(), floor_t));
+            table.push((backend.clone(), label.to_string(), sit(&plain, &fused, unfused.as_ref(), &x, n)));
         }
     }
-    println!("\nmodulation, {s}x{s} color, level changed before every run (median of 7):");
-    println!("| backend | family | fused ms | unfused ms | unfused / fused | fused / plain |");
-    println!("|---|---|---|---|---|---|");
-    for (backend, label, fused, unfused, floor) in table {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let unf = unfused.map(|u| format!("{:.1}", ms(u))).unwrap_or_else(|| "-".into());
-        let ratio = unfused.map(|u| format!("{:.2}", ms(u) / ms(fused))).unwrap_or_else(|| "-".into());
-        println!("| {backend} | {label} | {:.1} | {unf} | {ratio} | {:.2} |", ms(fused), ms(fused) / ms(floor));
+    println!("\nmodulation, {s}x{s} color, level changed before every run; medians of {n} interleaved rounds");
+    println!("(plain, fused, unfused); the ratios are medians of the per-round ratios:");
+    println!("| backend | family | plain ms | fused ms | unfused ms | unfused / fused | fused / plain |");
+    println!("|---|---|---|---|---|---|---|");
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+    for (backend, label, r) in table {
+        let unf = r.unfused.map(ms).unwrap_or_else(|| "-".into());
+        let ratio = r.unfused_over_fused.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+        println!("| {backend} | {label} | {} | {} | {unf} | {ratio} | {:.2} |", ms(r.plain), ms(r.fused), r.fused_over_plain);
     }
 }
 
