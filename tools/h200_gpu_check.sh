@@ -18,13 +18,18 @@ trap 'tar czf "$OUTDIR/gpucheck.tgz" -C "$O" eval' EXIT TERM
 T0=$(date +%s); say() { echo "[gpu +$(( $(date +%s) - T0 ))s] $*"; }
 export TUNABLE_BACKEND=vulkan
 say info; $B/tunable info
+# The fused-vs-unfused table first (the one number only a real GPU gives): 256x256 and, where
+# the extra dispatches of the unfused form weigh most, 64x64; interleaved rounds, no criterion.
+say bench
+for size in 256 64; do
+  TUNABLE_BENCH_BACKENDS=gpu TUNABLE_BENCH_SIZE=$size TUNABLE_BENCH_ROUNDS=31 TUNABLE_BENCH_TABLE_ONLY=1 \
+    timeout 90 $B/modulation --bench 2>&1 | tee -a "$O/eval/bench.txt" | tail -n 9
+done
 say eval
 for m in cfsnet adafm ftn dni; do
   $B/tunable eval --model weights/denoise-$m-color.safetensors --data .data/CBSD68 \
      --sigma 20,25,30,40,50,60,70,80 --json "$O/eval/$m.json" | tee "$O/eval/$m.md"
 done
-say bench
-TUNABLE_BENCH_BACKENDS=gpu timeout 60 $B/modulation --bench 2>&1 | grep -v "^Benchmarking\|^Warning\|^Found\|^ *[0-9]* (" | tee "$O/eval/bench.txt"
 say plain
 for s in 20 40 60 80; do
   $B/tunable eval --model weights/denoise-plain-sigma$s-color.safetensors --data .data/CBSD68 \
