@@ -1,10 +1,13 @@
 //! The light ops on the HWC layout: depthwise conv, eltwise, pixel (un)shuffle, and the
-//! stand-alone epilogue pass. Plain loops over rows, vectorized by the compiler (compiled a
-//! second time with AVX2 + FMA enabled and picked at run time).
+//! stand-alone epilogue pass. The depthwise taps are written over [`Lane8`]; the rest are plain
+//! loops over rows, vectorized by the compiler (compiled a second time with AVX2 + FMA enabled
+//! and picked at run time).
 
 use rayon::prelude::*;
 
 use super::act::Act;
+use super::simd::Lane8;
+use super::prep::LANES;
 use super::prep::{ActKind, DepthwiseAt, DepthwisePrep, EltwiseAt, EpilogueAt};
 use super::Kernel;
 
@@ -30,11 +33,7 @@ macro_rules! multiversion {
     };
 }
 
-multiversion!(
-    depthwise_row_mv,
-    depthwise_row,
-    (prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32], others: &[&[f32]])
-);
+multiversion!(epilogue_row_mv, epilogue_row, (ep: &EpilogueAt, c: usize, row: &mut [f32], others: &[&[f32]]));
 multiversion!(eltwise_row_mv, eltwise_row, (e: &EltwiseAt, c: usize, a: &[f32], b: Option<&[f32]>, row: &mut [f32]));
 
 /// Applies bias, scale/shift, activation and combine to a row of `c`-channel pixels, in the
@@ -90,33 +89,76 @@ fn act_row(act: &ActKind, c: usize, row: &mut [f32]) {
     }
 }
 
+/// One output row of the depthwise conv: the taps summed in registers per pixel and 8-channel
+/// vector (one store per vector, not a read-modify-write of the row per tap), then the epilogue.
+fn depthwise_row(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32], others: &[&[f32]], kernel: Kernel) {
+    // SAFETY: `x` has a border of at least k/2 (checked by the caller), so every tap of every
+    // interior pixel lies inside `x.data()`; the weights hold k*k rows of `cp >= c` values
+    // rounded up to whole vectors.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if matches!(kernel, Kernel::Avx2) {
+            depthwise_row_avx2(prep, at, x, y, row);
+            epilogue_row_mv(kernel, &at.ep, prep.c, row, others);
+            return;
+        }
+        depthwise_taps::<[f32; LANES]>(prep, at, x, y, row);
+    }
+    epilogue_row_mv(kernel, &at.ep, prep.c, row, others);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_row_avx2(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32]) {
+    depthwise_taps::<std::arch::x86_64::__m256>(prep, at, x, y, row)
+}
+
 #[inline(always)]
-fn depthwise_row(
-    prep: &DepthwisePrep,
-    at: &DepthwiseAt,
-    x: &Act,
-    y: usize,
-    row: &mut [f32],
-    others: &[&[f32]],
-) {
+unsafe fn depthwise_taps<V: Lane8>(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32]) {
     let (c, k) = (prep.c, prep.k);
-    let cp = at.weight.len() / (k * k);
+    let taps = k * k;
+    let cp = at.weight.len() / taps;
     let pad = (k / 2) as isize;
-    let n = row.len();
-    row.fill(0.0);
-    for ky in 0..k {
-        let start = x.offset(y as isize + ky as isize - pad, -pad);
-        for kx in 0..k {
-            let wt = &at.weight[(ky * k + kx) * cp..][..c];
-            let src = &x.data()[start + kx * c..][..n];
-            for (o, s) in row.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                for ((o, &s), &w) in o.iter_mut().zip(s).zip(wt) {
-                    *o += w * s;
+    let rs = x.row_stride();
+    let src0 = x.data().as_ptr().add(x.offset(y as isize - pad, -pad));
+    let w0 = at.weight.as_ptr();
+    let out = row.as_mut_ptr();
+    let npx = row.len() / c;
+    // Blocks of pixels, channel vectors inside, pixels innermost: a vector's k*k weights stay in
+    // registers (k = 3) across the block, and the block's k input rows stay in L1 across the
+    // channel vectors (a whole-row sweep per vector would stream them from L2 c/8 times).
+    const BLOCK: usize = 16;
+    for p0 in (0..npx).step_by(BLOCK) {
+        let p1 = (p0 + BLOCK).min(npx);
+        for v in (0..c).step_by(LANES) {
+            let n = (c - v).min(LANES);
+            let load = |p: *const f32| if n == LANES { V::load(p) } else { V::load_n(p, n) };
+            if k == 3 {
+                let w: [V; 9] = std::array::from_fn(|t| V::load(w0.add(t * cp + v)));
+                for px in p0..p1 {
+                    let s = src0.add(px * c + v);
+                    let mut acc = V::zero();
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            acc = w[ky * 3 + kx].mul_add(load(s.add(ky * rs + kx * c)), acc);
+                        }
+                    }
+                    acc.store_upto(out.add(px * c + v), n);
+                }
+            } else {
+                for px in p0..p1 {
+                    let s = src0.add(px * c + v);
+                    let mut acc = V::zero();
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            acc = V::load(w0.add((ky * k + kx) * cp + v)).mul_add(load(s.add(ky * rs + kx * c)), acc);
+                        }
+                    }
+                    acc.store_upto(out.add(px * c + v), n);
                 }
             }
         }
     }
-    epilogue_row(&at.ep, c, row, others);
 }
 
 /// Depthwise k x k conv, stride 1, from `x` (border >= k/2) into `out`.
@@ -131,7 +173,7 @@ pub(crate) fn depthwise(
     debug_assert!(x.b >= prep.k / 2);
     out.interior_rows_mut().for_each(|(y, row)| {
         let orows: Vec<&[f32]> = others.iter().map(|o| o.row(y)).collect();
-        depthwise_row_mv(kernel, prep, at, x, y, row, &orows);
+        depthwise_row(prep, at, x, y, row, &orows, kernel);
     });
 }
 
