@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -23,6 +24,13 @@ fn model(dir: &Path, c: usize) -> PathBuf {
     let p = dir.join(format!("model-{c}.safetensors"));
     std::fs::write(&p, ModelBuilder::dni_stack(c, 8).bytes()).unwrap();
     p
+}
+
+/// A fresh folder holding the 3-channel model: `(folder, model)`.
+fn folder_with_model(name: &str) -> (PathBuf, PathBuf) {
+    let d = tmpdir(name);
+    let m = model(&d, 3);
+    (d, m)
 }
 
 /// Smooth gradients, a disc and a little seeded texture; 8-bit, gray (1) or RGB (3).
@@ -58,13 +66,34 @@ fn save(img: &image::DynamicImage, path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-fn tunable(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+fn tunable(args: &[&dyn AsRef<OsStr>]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunable"));
     cmd.env("TUNABLE_CPU", "1");
     for a in args {
         cmd.arg(a);
     }
     cmd.output().expect("the tunable binary runs")
+}
+
+/// `tunable <cmd> <input> -o <out> --model <model> <extra>...`: the shape of most calls here.
+fn with_model(
+    cmd: &str,
+    input: &Path,
+    out: &Path,
+    model: &Path,
+    extra: &[&dyn AsRef<OsStr>],
+) -> Output {
+    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&cmd, &input, &"-o", &out, &"--model", &model];
+    args.extend_from_slice(extra);
+    tunable(&args)
+}
+
+fn restore(input: &Path, out: &Path, model: &Path, extra: &[&dyn AsRef<OsStr>]) -> Output {
+    with_model("restore", input, out, model, extra)
+}
+
+fn sweep(input: &Path, out: &Path, model: &Path, extra: &[&dyn AsRef<OsStr>]) -> Output {
+    with_model("sweep", input, out, model, extra)
 }
 
 fn stderr(o: &Output) -> String {
@@ -122,24 +151,14 @@ fn builtin_default_exists() -> bool {
 
 #[test]
 fn restore_at_a_level_and_blind() {
-    let d = tmpdir("restore");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("restore");
     let input = save(&picture(40, 30, 3, 12.0, 1), &d.join("in.png"));
     let out = d.join("out.png");
-    ok(&tunable(&[
-        &"restore", &input, &"-o", &out, &"--model", &m, &"--level", &"0.5",
-    ]));
+    ok(&restore(&input, &out, &m, &[&"--level", &"0.5"]));
     let img = image::open(&out).unwrap();
     assert_eq!((img.width(), img.height()), (40, 30));
     // Blind: the estimate and the chosen knob value are said.
-    let blind = tunable(&[
-        &"restore",
-        &input,
-        &"-o",
-        &d.join("blind.png"),
-        &"--model",
-        &m,
-    ]);
+    let blind = restore(&input, &d.join("blind.png"), &m, &[]);
     ok(&blind);
     let e = stderr(&blind);
     assert!(
@@ -152,7 +171,7 @@ fn restore_at_a_level_and_blind() {
         ("80", Some("sigma 80 is outside the model's calibrated range [10, 50]; running at sigma 50 (alpha = 1)")),
         ("4", Some("sigma 4 is outside the model's calibrated range [10, 50]; running at sigma 10 (alpha = 0)")),
     ] {
-        let o = tunable(&[&"restore", &input, &"-o", &d.join(format!("s{sigma}.png")), &"--model", &m, &"--sigma", &sigma]);
+        let o = restore(&input, &d.join(format!("s{sigma}.png")), &m, &[&"--sigma", &sigma]);
         ok(&o);
         match warning {
             Some(w) => assert!(stderr(&o).contains(w), "--sigma {sigma}: {}", stderr(&o)),
@@ -163,34 +182,18 @@ fn restore_at_a_level_and_blind() {
 
 #[test]
 fn unreadable_input_is_an_error_and_writes_nothing() {
-    let d = tmpdir("unreadable");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("unreadable");
     let missing = d.join("nope.png");
-    let o = tunable(&[
-        &"restore",
-        &missing,
-        &"-o",
-        &d.join("out.png"),
-        &"--model",
-        &m,
-    ]);
-    fails(&o, &["nope.png"]);
-    let o = tunable(&[
-        &"sweep",
-        &missing,
-        &"-o",
-        &d.join("sheet.png"),
-        &"--model",
-        &m,
-    ]);
-    fails(&o, &["nope.png"]);
+    for (cmd, out) in [("restore", "out.png"), ("sweep", "sheet.png")] {
+        let o = with_model(cmd, &missing, &d.join(out), &m, &[]);
+        fails(&o, &["nope.png"]);
+    }
     assert_eq!(names(&d), vec!["model-3.safetensors"]);
 }
 
 #[test]
 fn unsupported_input_is_an_error_and_writes_nothing() {
-    let d = tmpdir("unsupported");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("unsupported");
     let garbage = d.join("garbage.png");
     std::fs::write(
         &garbage,
@@ -200,46 +203,16 @@ fn unsupported_input_is_an_error_and_writes_nothing() {
     let text = d.join("notes.txt");
     std::fs::write(&text, "hello").unwrap();
     for input in [&garbage, &text] {
-        let o = tunable(&[&"restore", input, &"-o", &d.join("out.png"), &"--model", &m]);
-        fails(&o, &[input.file_name().unwrap().to_str().unwrap()]);
-        let o = tunable(&[
-            &"sweep",
-            input,
-            &"-o",
-            &d.join("sheet.png"),
-            &"--model",
-            &m,
-            &"--levels",
-            &"0,1",
-        ]);
-        fails(&o, &[input.file_name().unwrap().to_str().unwrap()]);
+        let name = input.file_name().unwrap().to_str().unwrap();
+        fails(&restore(input, &d.join("out.png"), &m, &[]), &[name]);
+        let o = sweep(input, &d.join("sheet.png"), &m, &[&"--levels", &"0,1"]);
+        fails(&o, &[name]);
     }
     // An output format we do not write.
     let input = save(&picture(16, 16, 3, 5.0, 2), &d.join("in.png"));
-    fails(
-        &tunable(&[
-            &"restore",
-            &input,
-            &"-o",
-            &d.join("out.bmp"),
-            &"--model",
-            &m,
-            &"--level",
-            &"0",
-        ]),
-        &["format"],
-    );
-    fails(
-        &tunable(&[
-            &"sweep",
-            &input,
-            &"-o",
-            &d.join("sheet.jpg"),
-            &"--model",
-            &m,
-        ]),
-        &["format"],
-    );
+    let o = restore(&input, &d.join("out.bmp"), &m, &[&"--level", &"0"]);
+    fails(&o, &["format"]);
+    fails(&sweep(&input, &d.join("sheet.jpg"), &m, &[]), &["format"]);
     assert_eq!(
         names(&d),
         vec!["garbage.png", "in.png", "model-3.safetensors", "notes.txt"]
@@ -248,42 +221,16 @@ fn unsupported_input_is_an_error_and_writes_nothing() {
 
 #[test]
 fn output_in_a_missing_or_read_only_folder_is_an_error() {
-    let d = tmpdir("unwritable");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("unwritable");
     let input = save(&picture(24, 20, 3, 8.0, 3), &d.join("in.png"));
     let missing = d.join("no/such/folder/out.png");
-    fails(
-        &tunable(&[
-            &"restore", &input, &"-o", &missing, &"--model", &m, &"--level", &"0.2",
-        ]),
-        &["no/such/folder"],
-    );
-    fails(
-        &tunable(&[
-            &"sweep",
-            &input,
-            &"-o",
-            &missing,
-            &"--model",
-            &m,
-            &"--levels",
-            &"0,1",
-        ]),
-        &["does not exist"],
-    );
-    fails(
-        &tunable(&[
-            &"sweep",
-            &input,
-            &"-o",
-            &d.join("s.png"),
-            &"--gif",
-            &missing.with_extension("gif"),
-            &"--model",
-            &m,
-        ]),
-        &["does not exist"],
-    );
+    let o = restore(&input, &missing, &m, &[&"--level", &"0.2"]);
+    fails(&o, &["no/such/folder"]);
+    let o = sweep(&input, &missing, &m, &[&"--levels", &"0,1"]);
+    fails(&o, &["does not exist"]);
+    let gif = missing.with_extension("gif");
+    let o = sweep(&input, &d.join("s.png"), &m, &[&"--gif", &gif]);
+    fails(&o, &["does not exist"]);
 
     // A read-only folder; root writes into those anyway, so then a read-only file system.
     let ro = d.join("ro");
@@ -301,25 +248,10 @@ fn output_in_a_missing_or_read_only_folder_is_an_error() {
         ro.join("out.png")
     };
     let name = target.file_name().unwrap().to_str().unwrap();
-    fails(
-        &tunable(&[
-            &"restore", &input, &"-o", &target, &"--model", &m, &"--level", &"0.2",
-        ]),
-        &[name],
-    );
-    fails(
-        &tunable(&[
-            &"sweep",
-            &input,
-            &"-o",
-            &target,
-            &"--model",
-            &m,
-            &"--levels",
-            &"0,1",
-        ]),
-        &["cannot write"],
-    );
+    let o = restore(&input, &target, &m, &[&"--level", &"0.2"]);
+    fails(&o, &[name]);
+    let o = sweep(&input, &target, &m, &[&"--levels", &"0,1"]);
+    fails(&o, &["cannot write"]);
     assert!(!target.exists());
     assert!(names(&ro).is_empty(), "{:?}", names(&ro));
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -328,45 +260,24 @@ fn output_in_a_missing_or_read_only_folder_is_an_error() {
 
 #[test]
 fn output_equal_to_input_needs_force() {
-    let d = tmpdir("same");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("same");
     let input = save(&picture(24, 24, 3, 20.0, 4), &d.join("in.png"));
     let before = std::fs::read(&input).unwrap();
-    fails(
-        &tunable(&[
-            &"restore", &input, &"-o", &input, &"--model", &m, &"--level", &"1",
-        ]),
-        &["--force"],
-    );
+    let o = restore(&input, &input, &m, &[&"--level", &"1"]);
+    fails(&o, &["--force"]);
     // The same file under another spelling is still the input.
     let other = d.join(".").join("in.png");
-    fails(
-        &tunable(&[
-            &"restore", &input, &"-o", &other, &"--model", &m, &"--level", &"1",
-        ]),
-        &["--force"],
-    );
-    fails(
-        &tunable(&[
-            &"sweep",
-            &input,
-            &"-o",
-            &input,
-            &"--model",
-            &m,
-            &"--levels",
-            &"0,1",
-        ]),
-        &["--force"],
-    );
+    let o = restore(&input, &other, &m, &[&"--level", &"1"]);
+    fails(&o, &["--force"]);
+    let o = sweep(&input, &input, &m, &[&"--levels", &"0,1"]);
+    fails(&o, &["--force"]);
     assert_eq!(
         std::fs::read(&input).unwrap(),
         before,
         "the input was changed"
     );
-    ok(&tunable(&[
-        &"restore", &input, &"-o", &input, &"--model", &m, &"--level", &"1", &"--force",
-    ]));
+    let o = restore(&input, &input, &m, &[&"--level", &"1", &"--force"]);
+    ok(&o);
     assert_ne!(
         std::fs::read(&input).unwrap(),
         before,
@@ -377,56 +288,20 @@ fn output_equal_to_input_needs_force() {
 
 #[test]
 fn gray_image_into_a_color_model_is_refused() {
-    let d = tmpdir("channels");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("channels");
     let gray = save(&picture(20, 20, 1, 10.0, 5), &d.join("gray.png"));
-    let e = fails(
-        &tunable(&[
-            &"restore",
-            &gray,
-            &"-o",
-            &d.join("out.png"),
-            &"--model",
-            &m,
-            &"--level",
-            &"0",
-        ]),
-        &["channel"],
-    );
+    let out = d.join("out.png");
+    let e = fails(&restore(&gray, &out, &m, &[&"--level", &"0"]), &["channel"]);
     assert!(e.contains('1') && e.contains('3'), "{e}");
-    fails(
-        &tunable(&[&"restore", &gray, &"-o", &d.join("out.png"), &"--model", &m]),
-        &["channel"],
-    );
-    fails(
-        &tunable(&[
-            &"sweep",
-            &gray,
-            &"-o",
-            &d.join("sheet.png"),
-            &"--model",
-            &m,
-            &"--gif",
-            &d.join("a.gif"),
-        ]),
-        &["channel"],
-    );
+    fails(&restore(&gray, &out, &m, &[]), &["channel"]);
+    let gif = d.join("a.gif");
+    let o = sweep(&gray, &d.join("sheet.png"), &m, &[&"--gif", &gif]);
+    fails(&o, &["channel"]);
     // And the other way round; a gray model takes it.
     let m1 = model(&d, 1);
     let color = save(&picture(20, 20, 3, 10.0, 6), &d.join("color.png"));
-    fails(
-        &tunable(&[
-            &"restore",
-            &color,
-            &"-o",
-            &d.join("out.png"),
-            &"--model",
-            &m1,
-            &"--level",
-            &"0",
-        ]),
-        &["channel"],
-    );
+    let o = restore(&color, &out, &m1, &[&"--level", &"0"]);
+    fails(&o, &["channel"]);
     assert_eq!(
         names(&d),
         vec![
@@ -436,16 +311,7 @@ fn gray_image_into_a_color_model_is_refused() {
             "model-3.safetensors"
         ]
     );
-    ok(&tunable(&[
-        &"restore",
-        &gray,
-        &"-o",
-        &d.join("out.png"),
-        &"--model",
-        &m1,
-        &"--level",
-        &"0",
-    ]));
+    ok(&restore(&gray, &out, &m1, &[&"--level", &"0"]));
 }
 
 #[test]
@@ -454,58 +320,37 @@ fn bad_model_file_is_an_error() {
     let input = save(&picture(16, 16, 3, 5.0, 7), &d.join("in.png"));
     let bad = d.join("bad.safetensors");
     std::fs::write(&bad, b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
-    fails(
-        &tunable(&[
-            &"restore",
-            &input,
-            &"-o",
-            &d.join("out.png"),
-            &"--model",
-            &bad,
-            &"--level",
-            &"0",
-        ]),
-        &["model"],
-    );
-    fails(
-        &tunable(&[
-            &"restore",
-            &input,
-            &"-o",
-            &d.join("out.png"),
-            &"--model",
-            &d.join("absent.safetensors"),
-        ]),
-        &["absent.safetensors"],
-    );
+    let out = d.join("out.png");
+    let o = restore(&input, &out, &bad, &[&"--level", &"0"]);
+    fails(&o, &["model"]);
+    let o = restore(&input, &out, &d.join("absent.safetensors"), &[]);
+    fails(&o, &["absent.safetensors"]);
     assert_eq!(names(&d), vec!["bad.safetensors", "in.png"]);
 }
 
 #[test]
 fn sweep_writes_sheet_plot_gif_and_table() {
-    let d = tmpdir("sweep");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("sweep");
     let clean_img = picture(48, 40, 3, 0.0, 8);
     let clean = save(&clean_img, &d.join("clean.png"));
     let noisy = save(&picture(48, 40, 3, 15.0, 8), &d.join("noisy.png"));
     let sheet = d.join("sheet.png");
     let gif = d.join("anim.gif");
-    let o = tunable(&[
-        &"sweep",
+    let o = sweep(
         &noisy,
-        &"-o",
         &sheet,
-        &"--model",
         &m,
-        &"--levels",
-        &"0:1:0.5",
-        &"--clean",
-        &clean,
-        &"--gif",
-        &gif,
-        &"--tile",
-        &"96",
-    ]);
+        &[
+            &"--levels",
+            &"0:1:0.5",
+            &"--clean",
+            &clean,
+            &"--gif",
+            &gif,
+            &"--tile",
+            &"96",
+        ],
+    );
     let table = ok(&o);
     println!("{table}");
     // The table: a header, the input, three levels (one marked best), the blind estimate.
@@ -566,30 +411,28 @@ fn sweep_writes_sheet_plot_gif_and_table() {
 
 #[test]
 fn sweep_levels_crops_and_sigmas() {
-    let d = tmpdir("sweep2");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("sweep2");
     let clean = save(&picture(32, 32, 3, 0.0, 9), &d.join("clean.png"));
     let noisy = save(&picture(32, 32, 3, 20.0, 9), &d.join("noisy.png"));
     // Sigmas go through the calibration (10 -> 0, 50 -> 1).
-    let t = ok(&tunable(&[
-        &"sweep",
+    let t = ok(&sweep(
         &noisy,
-        &"-o",
         &d.join("s.png"),
-        &"--model",
         &m,
-        &"--sigmas",
-        &"10:50:20",
-        &"--clean",
-        &clean,
-        &"--crop",
-        &"4,4,8,8",
-    ]));
+        &[
+            &"--sigmas",
+            &"10:50:20",
+            &"--clean",
+            &clean,
+            &"--crop",
+            &"4,4,8,8",
+        ],
+    ));
     for level in ["| 0.000 | 10.0 |", "| 0.500 | 30.0 |", "| 1.000 | 50.0 |"] {
         assert!(t.contains(level), "{level} in {t}");
     }
     // Without --clean: the sheet only, default levels (the axis range in 8 steps).
-    let o = tunable(&[&"sweep", &noisy, &"-o", &d.join("only.png"), &"--model", &m]);
+    let o = sweep(&noisy, &d.join("only.png"), &m, &[]);
     ok(&o);
     assert_eq!(stderr(&o).matches("  level ").count(), 9, "{}", stderr(&o));
     assert!(!d.join("only-psnr.png").exists());
@@ -601,28 +444,12 @@ fn sweep_levels_crops_and_sigmas() {
         (vec!["--crop", "30,30,8,8"], "crop"),
         (vec!["--crop", "1,2,3"], "crop"),
     ] {
-        let out = d.join("refused.png");
-        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> =
-            vec![&"sweep", &noisy, &"-o", &out, &"--model", &m];
-        for a in &args {
-            all.push(a);
-        }
-        fails(&tunable(&all), &[word]);
+        let extra: Vec<&dyn AsRef<OsStr>> = args.iter().map(|a| a as _).collect();
+        fails(&sweep(&noisy, &d.join("refused.png"), &m, &extra), &[word]);
     }
     let small = save(&picture(16, 16, 3, 0.0, 9), &d.join("small.png"));
-    fails(
-        &tunable(&[
-            &"sweep",
-            &noisy,
-            &"-o",
-            &d.join("refused.png"),
-            &"--model",
-            &m,
-            &"--clean",
-            &small,
-        ]),
-        &["clean"],
-    );
+    let o = sweep(&noisy, &d.join("refused.png"), &m, &[&"--clean", &small]);
+    fails(&o, &["clean"]);
     assert!(!d.join("refused.png").exists() && !d.join("refused-psnr.png").exists());
     assert!(
         names(&d).iter().all(|n| !n.starts_with('.')),
@@ -633,8 +460,7 @@ fn sweep_levels_crops_and_sigmas() {
 
 #[test]
 fn models_lists_names_families_and_axes() {
-    let d = tmpdir("models");
-    model(&d, 3);
+    let (d, _) = folder_with_model("models");
     std::fs::write(d.join("broken.safetensors"), b"nope").unwrap();
     std::fs::write(d.join("readme.txt"), b"not a model").unwrap();
     let t = ok(&tunable(&[&"models", &"--dir", &d]));
@@ -655,8 +481,7 @@ fn models_lists_names_families_and_axes() {
 
 #[test]
 fn demo_writes_its_pictures_and_scores() {
-    let d = tmpdir("demo");
-    let m = model(&d, 3);
+    let (d, m) = folder_with_model("demo");
     let input = save(&picture(64, 48, 3, 0.0, 10), &d.join("clean.png"));
     let out = d.join("demo");
     let t = ok(&tunable(&[

@@ -10,6 +10,9 @@
 //! Golden PyTorch vectors: see `golden_pytorch_vectors` at the end (a hook that runs every
 //! `tests/data/golden/fast_cpu/*.safetensors` it finds).
 
+mod common;
+
+use common::plan::node;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tunable::cpu::fast::{bench_net, FastOptions, FastPlan, Kernel, Winograd};
@@ -75,17 +78,33 @@ struct EpSel {
     combine: usize,
 }
 
+const fn ep_sel(scale_shift: bool, act: ActSel, combine: usize) -> EpSel {
+    EpSel {
+        scale_shift,
+        act,
+        combine,
+    }
+}
+
+/// Bias only: the epilogue of the helper convs that make combine tensors.
+const PLAIN: EpSel = ep_sel(false, ActSel::None, 0);
+
+/// A random activation for `c` channels (PReLU slopes in `[0, 0.5)`).
+fn activation(rng: &mut StdRng, act: ActSel, c: usize) -> Activation {
+    match act {
+        ActSel::None => Activation::None,
+        ActSel::Relu => Activation::Relu,
+        ActSel::Prelu => Activation::Prelu(uni(rng, c, 0.0, 0.5)),
+    }
+}
+
 fn epilogue(rng: &mut StdRng, sel: EpSel, p: usize, c: usize) -> Epilogue {
     Epilogue {
         bias: mixed(rng, p, c, -0.5, 0.5),
         scale_shift: sel
             .scale_shift
             .then(|| (mixed(rng, p, c, 0.5, 1.5), mixed(rng, p, c, -0.5, 0.5))),
-        act: match sel.act {
-            ActSel::None => Activation::None,
-            ActSel::Relu => Activation::Relu,
-            ActSel::Prelu => Activation::Prelu(uni(rng, c, 0.0, 0.5)),
-        },
+        act: activation(rng, sel.act, c),
         combine: (sel.combine > 0).then(|| Combine {
             u: mixed(rng, p, c, -1.0, 1.0),
             v: (0..sel.combine)
@@ -100,11 +119,7 @@ fn all_epilogues() -> Vec<EpSel> {
     for scale_shift in [false, true] {
         for act in [ActSel::None, ActSel::Relu, ActSel::Prelu] {
             for combine in 0..=2 {
-                v.push(EpSel {
-                    scale_shift,
-                    act,
-                    combine,
-                });
+                v.push(ep_sel(scale_shift, act, combine));
             }
         }
     }
@@ -122,6 +137,24 @@ struct ConvCase {
     p: usize,
     ep: EpSel,
     noise: bool,
+}
+
+impl ConvCase {
+    /// A stride-1 conv without deltas, bias-only epilogue and no noise channel; tests override
+    /// the rest with `..ConvCase::new(..)`.
+    const fn new(h: usize, w: usize, cin: usize, cout: usize, k: usize) -> Self {
+        ConvCase {
+            h,
+            w,
+            cin,
+            cout,
+            k,
+            stride: 1,
+            p: 0,
+            ep: PLAIN,
+            noise: false,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -156,29 +189,27 @@ fn conv_op(
     }
 }
 
-fn node(name: &str, op: Op, input: usize, others: Vec<usize>, output: usize) -> Node {
-    Node {
-        name: name.into(),
-        op,
-        input,
-        others,
-        output,
-    }
+/// `n` nodes that make combine tensors 1..=n: 1x1 stride-`stride` convs of tensor 0, which
+/// have exactly the shape of a k x k stride-`stride` op's output.
+fn combine_sources(
+    rng: &mut StdRng,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    n: usize,
+) -> Vec<Node> {
+    (0..n)
+        .map(|i| {
+            let op = Op::Conv2d(conv_op(rng, cin, cout, 1, stride, 0, PLAIN, false));
+            node(&format!("other{i}"), op, 0, vec![], i + 1)
+        })
+        .collect()
 }
 
-/// The conv under test reads tensor 0; its combine tensors are 1x1 stride-s convs of the input
-/// (which have exactly the output's shape), so the plan also checks k = 1.
+/// The conv under test reads tensor 0; its combine tensors come from `combine_sources`, so the
+/// plan also checks k = 1.
 fn conv_plan(rng: &mut StdRng, c: &ConvCase) -> Plan {
-    let mut nodes = Vec::new();
-    for i in 0..c.ep.combine {
-        let ep = EpSel {
-            scale_shift: false,
-            act: ActSel::None,
-            combine: 0,
-        };
-        let op = Op::Conv2d(conv_op(rng, c.cin, c.cout, 1, c.stride, 0, ep, false));
-        nodes.push(node(&format!("other{i}"), op, 0, vec![], i + 1));
-    }
+    let mut nodes = combine_sources(rng, c.cin, c.cout, c.stride, c.ep.combine);
     let others: Vec<usize> = (1..=c.ep.combine).collect();
     let out = c.ep.combine + 1;
     let op = Op::Conv2d(conv_op(
@@ -281,140 +312,104 @@ fn report(name: &str, worst: f32) {
     println!("{name}: largest |fast - reference| = {worst:e}");
 }
 
+/// Runs `cases` in order on `kernel`, drawing every weight and input from one rng seeded with
+/// `seed`, and reports the largest difference under `name`.
+fn check_conv_cases(
+    name: &str,
+    seed: u64,
+    kernel: Kernel,
+    cases: impl IntoIterator<Item = ConvCase>,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut worst = 0.0f32;
+    for c in cases {
+        worst = worst.max(run_conv_case(&mut rng, &c, kernel));
+    }
+    report(name, worst);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conv
 
 #[test]
 fn conv_every_epilogue_and_noise() {
-    let mut rng = StdRng::seed_from_u64(1);
-    let mut worst = 0.0f32;
+    let mut cases = Vec::new();
     for ep in all_epilogues() {
         for noise in [false, true] {
             for (h, w, stride) in [(7, 5, 1), (9, 11, 2)] {
-                let c = ConvCase {
-                    h,
-                    w,
-                    cin: 5,
-                    cout: 17,
-                    k: 3,
+                cases.push(ConvCase {
                     stride,
                     p: 2,
                     ep,
                     noise,
-                };
-                worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
+                    ..ConvCase::new(h, w, 5, 17, 3)
+                });
             }
         }
     }
-    report("conv_every_epilogue_and_noise", worst);
+    check_conv_cases("conv_every_epilogue_and_noise", 1, Kernel::Avx2, cases);
 }
 
 #[test]
 fn conv_kernel_sizes_strides_tiny_images() {
-    let mut rng = StdRng::seed_from_u64(2);
-    let mut worst = 0.0f32;
-    let ep = EpSel {
-        scale_shift: true,
-        act: ActSel::Prelu,
-        combine: 1,
-    };
+    let ep = ep_sel(true, ActSel::Prelu, 1);
+    let mut cases = Vec::new();
     for (h, w) in SIZES {
         for k in [1, 3, 5, 7] {
             for stride in [1, 2] {
                 for noise in [false, true] {
-                    let c = ConvCase {
-                        h,
-                        w,
-                        cin: 3,
-                        cout: 5,
-                        k,
+                    cases.push(ConvCase {
                         stride,
                         p: 1,
                         ep,
                         noise,
-                    };
-                    worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
+                        ..ConvCase::new(h, w, 3, 5, k)
+                    });
                 }
             }
         }
     }
-    report("conv_kernel_sizes_strides_tiny_images", worst);
+    let name = "conv_kernel_sizes_strides_tiny_images";
+    check_conv_cases(name, 2, Kernel::Avx2, cases);
 }
 
 #[test]
 fn conv_channel_counts() {
-    let mut rng = StdRng::seed_from_u64(3);
-    let mut worst = 0.0f32;
+    let mut cases = Vec::new();
     for cin in CHANNELS {
         for cout in CHANNELS {
-            let ep = EpSel {
-                scale_shift: false,
-                act: ActSel::Relu,
-                combine: 2,
-            };
-            let c = ConvCase {
-                h: 13,
-                w: 29,
-                cin,
-                cout,
-                k: 3,
-                stride: 1,
-                p: 0,
-                ep,
-                noise: false,
-            };
-            worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
+            cases.push(ConvCase {
+                ep: ep_sel(false, ActSel::Relu, 2),
+                ..ConvCase::new(13, 29, cin, cout, 3)
+            });
         }
     }
     // Every output-channel blocking (1..=9 vectors, partial last vectors).
     for cout in [8, 9, 16, 24, 25, 32, 40, 48, 56, 72] {
-        let ep = EpSel {
-            scale_shift: true,
-            act: ActSel::None,
-            combine: 1,
-        };
-        let c = ConvCase {
-            h: 6,
-            w: 31,
-            cin: 4,
-            cout,
-            k: 3,
-            stride: 1,
+        cases.push(ConvCase {
             p: 1,
-            ep,
-            noise: false,
-        };
-        worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
+            ep: ep_sel(true, ActSel::None, 1),
+            ..ConvCase::new(6, 31, 4, cout, 3)
+        });
     }
-    report("conv_channel_counts", worst);
+    check_conv_cases("conv_channel_counts", 3, Kernel::Avx2, cases);
 }
 
 #[test]
 fn conv_deltas() {
-    let mut rng = StdRng::seed_from_u64(4);
-    let mut worst = 0.0f32;
+    let mut cases = Vec::new();
     for p in 0..=4 {
         for k in [1, 3, 5] {
-            let ep = EpSel {
-                scale_shift: true,
-                act: ActSel::Relu,
-                combine: 2,
-            };
-            let c = ConvCase {
-                h: 11,
-                w: 9,
-                cin: 17,
-                cout: 5,
-                k,
+            cases.push(ConvCase {
                 stride: 1 + p % 2,
                 p,
-                ep,
+                ep: ep_sel(true, ActSel::Relu, 2),
                 noise: p == 3,
-            };
-            worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Avx2));
+                ..ConvCase::new(11, 9, 17, 5, k)
+            });
         }
     }
-    report("conv_deltas", worst);
+    check_conv_cases("conv_deltas", 4, Kernel::Avx2, cases);
 }
 
 #[test]
@@ -447,11 +442,10 @@ fn conv_random_sweep() {
 
 #[test]
 fn conv_portable_kernel() {
-    let mut rng = StdRng::seed_from_u64(6);
-    let mut worst = 0.0f32;
+    let mut cases = Vec::new();
     for (i, ep) in all_epilogues().into_iter().enumerate() {
         let (h, w) = SIZES[i % SIZES.len()];
-        let c = ConvCase {
+        cases.push(ConvCase {
             h,
             w,
             cin: CHANNELS[i % 5],
@@ -461,34 +455,20 @@ fn conv_portable_kernel() {
             p: i % 5,
             ep,
             noise: i % 3 == 0,
-        };
-        worst = worst.max(run_conv_case(&mut rng, &c, Kernel::Portable));
+        });
     }
-    report("conv_portable_kernel", worst);
+    check_conv_cases("conv_portable_kernel", 6, Kernel::Portable, cases);
 }
 
 #[test]
 fn conv_large_layer() {
     // One layer of the benchmark network's size class: 48 -> 48, 3x3, with a residual.
-    let mut rng = StdRng::seed_from_u64(7);
-    let ep = EpSel {
-        scale_shift: false,
-        act: ActSel::None,
-        combine: 1,
-    };
     let c = ConvCase {
-        h: 37,
-        w: 70,
-        cin: 48,
-        cout: 48,
-        k: 3,
-        stride: 1,
         p: 1,
-        ep,
-        noise: false,
+        ep: ep_sel(false, ActSel::None, 1),
+        ..ConvCase::new(37, 70, 48, 48, 3)
     };
-    let worst = run_conv_case(&mut rng, &c, Kernel::Avx2);
-    report("conv_large_layer", worst);
+    check_conv_cases("conv_large_layer", 7, Kernel::Avx2, [c]);
 }
 
 /// Every stride-1 3x3 conv through Winograd F(4x4, 3x3) (whatever its channel counts), and
@@ -510,17 +490,11 @@ fn conv_winograd_and_direct_3x3() {
                     continue;
                 }
                 i += 1;
-                let ep = eps[i % eps.len()];
                 let c = ConvCase {
-                    h,
-                    w,
-                    cin,
-                    cout,
-                    k: 3,
-                    stride: 1,
                     p: i % 5,
-                    ep,
+                    ep: eps[i % eps.len()],
                     noise: i % 4 == 0,
+                    ..ConvCase::new(h, w, cin, cout, 3)
                 };
                 for (slot, winograd) in [Winograd::Always, Winograd::Never].into_iter().enumerate()
                 {
@@ -553,22 +527,7 @@ fn depthwise_cases() {
                 for (h, w) in SIZES {
                     let ep = eps[(i * 4 + j + h) % eps.len()];
                     let p = (i + j) % 5;
-                    // Others: 1x1 convs of the input (same shape as the output).
-                    let mut nodes = Vec::new();
-                    for o in 0..ep.combine {
-                        let sel = EpSel {
-                            scale_shift: false,
-                            act: ActSel::None,
-                            combine: 0,
-                        };
-                        nodes.push(node(
-                            "o",
-                            Op::Conv2d(conv_op(&mut rng, ch, ch, 1, 1, 0, sel, false)),
-                            0,
-                            vec![],
-                            o + 1,
-                        ));
-                    }
+                    let mut nodes = combine_sources(&mut rng, ch, ch, 1, ep.combine);
                     let bound = 1.0 / k as f32;
                     let mut weight = uni(&mut rng, ch * k * k, -bound, bound);
                     weight.extend(uni(&mut rng, p * ch * k * k, -0.2 * bound, 0.2 * bound));
@@ -616,20 +575,11 @@ fn eltwise_and_shuffles() {
                             mix: random_mix(&mut rng, p),
                             u: mixed(&mut rng, p, 4 * ch, -1.0, 1.0),
                             v: with_v.then(|| mixed(&mut rng, p, 4 * ch, -1.0, 1.0)),
-                            act: match act {
-                                ActSel::None => Activation::None,
-                                ActSel::Relu => Activation::Relu,
-                                ActSel::Prelu => Activation::Prelu(uni(&mut rng, 4 * ch, 0.0, 0.5)),
-                            },
+                            act: activation(&mut rng, act, 4 * ch),
                         };
                         // x -> unshuffle (t1) -> relu-free 1x1 conv (t2) -> eltwise(t1, t2) (t3)
                         //   -> shuffle (t4)
-                        let sel = EpSel {
-                            scale_shift: false,
-                            act: ActSel::None,
-                            combine: 0,
-                        };
-                        let conv = conv_op(&mut rng, 4 * ch, 4 * ch, 1, 1, 0, sel, false);
+                        let conv = conv_op(&mut rng, 4 * ch, 4 * ch, 1, 1, 0, PLAIN, false);
                         let plan = Plan {
                             in_channels: ch,
                             num_tensors: 5,
@@ -703,21 +653,9 @@ fn bench_net_small_matches_reference() {
 /// A plan whose tensors have long and overlapping lifetimes: an early tensor read by the
 /// last node, the plan output read by a later node, a dead result, two combine tensors.
 fn branchy_plan(rng: &mut StdRng) -> Plan {
-    let e0 = EpSel {
-        scale_shift: false,
-        act: ActSel::Relu,
-        combine: 0,
-    };
-    let e2 = EpSel {
-        scale_shift: true,
-        act: ActSel::Prelu,
-        combine: 2,
-    };
-    let e1 = EpSel {
-        scale_shift: false,
-        act: ActSel::None,
-        combine: 1,
-    };
+    let e0 = ep_sel(false, ActSel::Relu, 0);
+    let e2 = ep_sel(true, ActSel::Prelu, 2);
+    let e1 = ep_sel(false, ActSel::None, 1);
     let dw = Depthwise {
         channels: 17,
         k: 5,
@@ -725,53 +663,24 @@ fn branchy_plan(rng: &mut StdRng) -> Plan {
         weight: uni(rng, 3 * 17 * 25, -0.2, 0.2),
         epilogue: epilogue(rng, e1, 2, 17),
     };
+    // Built in node order after `dw`: the order of the rng draws fixes the seeded case.
+    let a = Op::Conv2d(conv_op(rng, 3, 17, 3, 1, 1, e0, true));
+    let dead = Op::Conv2d(conv_op(rng, 17, 5, 1, 2, 0, e0, false));
+    let b = Op::Conv2d(conv_op(rng, 17, 17, 5, 1, 3, e0, false));
+    let c = Op::Conv2d(conv_op(rng, 17, 17, 7, 1, 4, e2, false));
+    let d = Op::Conv2d(conv_op(rng, 17, 17, 3, 2, 2, e0, false));
+    let e = Op::Conv2d(conv_op(rng, 17, 17, 3, 1, 1, e1, false));
     Plan {
         in_channels: 3,
         num_tensors: 8,
         nodes: vec![
-            node(
-                "a",
-                Op::Conv2d(conv_op(rng, 3, 17, 3, 1, 1, e0, true)),
-                0,
-                vec![],
-                1,
-            ),
-            node(
-                "dead",
-                Op::Conv2d(conv_op(rng, 17, 5, 1, 2, 0, e0, false)),
-                1,
-                vec![],
-                2,
-            ),
-            node(
-                "b",
-                Op::Conv2d(conv_op(rng, 17, 17, 5, 1, 3, e0, false)),
-                1,
-                vec![],
-                3,
-            ),
-            node(
-                "c",
-                Op::Conv2d(conv_op(rng, 17, 17, 7, 1, 4, e2, false)),
-                3,
-                vec![1, 3],
-                4,
-            ),
+            node("a", a, 0, vec![], 1),
+            node("dead", dead, 1, vec![], 2),
+            node("b", b, 1, vec![], 3),
+            node("c", c, 3, vec![1, 3], 4),
             node("dw", Op::Depthwise(dw), 4, vec![1], 5),
-            node(
-                "d",
-                Op::Conv2d(conv_op(rng, 17, 17, 3, 2, 2, e0, false)),
-                5,
-                vec![],
-                6,
-            ),
-            node(
-                "e",
-                Op::Conv2d(conv_op(rng, 17, 17, 3, 1, 1, e1, false)),
-                5,
-                vec![5],
-                7,
-            ),
+            node("d", d, 5, vec![], 6),
+            node("e", e, 5, vec![5], 7),
         ],
         output: 5,
     }
@@ -883,21 +792,9 @@ fn conv_out_dims_agree() {
     let mut rng = StdRng::seed_from_u64(16);
     for (h, w) in SIZES {
         for k in [1, 3, 5, 7] {
-            let ep = EpSel {
-                scale_shift: false,
-                act: ActSel::None,
-                combine: 0,
-            };
             let c = ConvCase {
-                h,
-                w,
-                cin: 1,
-                cout: 1,
-                k,
                 stride: 2,
-                p: 0,
-                ep,
-                noise: false,
+                ..ConvCase::new(h, w, 1, 1, k)
             };
             let plan = conv_plan(&mut rng, &c);
             let got = FastPlan::new(&plan)

@@ -5,7 +5,10 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::gpu::*;
+use common::plan::node;
 use tunable::cpu::reference;
 use tunable::gpu::kernels::EpFlags;
 use tunable::gpu::{self as g, GpuContext, GpuPlan};
@@ -63,9 +66,18 @@ fn ep_subset() -> Vec<EpFlags> {
     ]
 }
 
+/// The frame of most tests here: runs `body` with the shared context and a fresh `Worst` named
+/// `name`, then prints the largest differences. Without a GPU it skips (see `ctx`).
+fn gpu_check(name: &str, body: impl FnOnce(&Arc<GpuContext>, &mut Worst)) {
+    let Some(ctx) = ctx() else { return };
+    let mut w = Worst::new(name);
+    body(&ctx, &mut w);
+    w.print();
+}
+
 /// Runs a conv spec on the GPU and the reference; returns the GPU result.
 fn check_conv(
-    ctx: &std::sync::Arc<GpuContext>,
+    ctx: &Arc<GpuContext>,
     w: &mut Worst,
     seed: u64,
     s: &ConvSpec,
@@ -93,81 +105,61 @@ fn check_conv(
 
 #[test]
 fn conv2d_matches_reference_on_random_shapes() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("conv2d (k 1/3/5/7, s 1/2)");
-    // (cin, cout, k, stride, h, w): 1x1 images, images smaller than the kernel, odd sizes,
-    // channel tails (1, 3, 5, 17), 64 channels on few pixels, 33x65 with small channels.
-    let cases = [
-        (1, 1, 3, 1, 1, 1),
-        (3, 5, 7, 1, 1, 1),
-        (5, 3, 5, 2, 2, 3),
-        (3, 17, 7, 2, 3, 2),
-        (1, 3, 3, 1, 7, 5),
-        (3, 1, 5, 1, 7, 5),
-        (5, 17, 3, 2, 7, 5),
-        (17, 5, 1, 2, 7, 5),
-        (3, 5, 3, 1, 33, 65),
-        (3, 4, 7, 2, 33, 65),
-        (1, 3, 5, 1, 33, 65),
-        (64, 64, 3, 1, 6, 5),
-        (64, 17, 3, 2, 9, 4),
-        (17, 64, 1, 1, 5, 7),
-        (64, 3, 1, 2, 3, 3),
-        (5, 5, 7, 1, 17, 9),
-        (3, 3, 1, 1, 33, 65),
-    ];
-    for (i, &(cin, cout, k, stride, h, wd)) in cases.iter().enumerate() {
-        let s = ConvSpec {
-            cin,
-            cout,
-            k,
-            stride,
-            p: p_of(k, stride),
-            ep: FULL_EP,
-            noise: i % 3 == 0,
-            unfused: false,
-        };
-        check_conv(&ctx, &mut w, 100 + i as u64, &s, h, wd);
-    }
-    w.print();
+    gpu_check("conv2d (k 1/3/5/7, s 1/2)", |ctx, w| {
+        // (cin, cout, k, stride, h, w): 1x1 images, images smaller than the kernel, odd sizes,
+        // channel tails (1, 3, 5, 17), 64 channels on few pixels, 33x65 with small channels.
+        let cases = [
+            (1, 1, 3, 1, 1, 1),
+            (3, 5, 7, 1, 1, 1),
+            (5, 3, 5, 2, 2, 3),
+            (3, 17, 7, 2, 3, 2),
+            (1, 3, 3, 1, 7, 5),
+            (3, 1, 5, 1, 7, 5),
+            (5, 17, 3, 2, 7, 5),
+            (17, 5, 1, 2, 7, 5),
+            (3, 5, 3, 1, 33, 65),
+            (3, 4, 7, 2, 33, 65),
+            (1, 3, 5, 1, 33, 65),
+            (64, 64, 3, 1, 6, 5),
+            (64, 17, 3, 2, 9, 4),
+            (17, 64, 1, 1, 5, 7),
+            (64, 3, 1, 2, 3, 3),
+            (5, 5, 7, 1, 17, 9),
+            (3, 3, 1, 1, 33, 65),
+        ];
+        for (i, &(cin, cout, k, stride, h, wd)) in cases.iter().enumerate() {
+            let s = ConvSpec {
+                noise: i % 3 == 0,
+                ..ConvSpec::new(cin, cout, k, stride, p_of(k, stride), FULL_EP)
+            };
+            check_conv(ctx, w, 100 + i as u64, &s, h, wd);
+        }
+    });
 }
 
 #[test]
 fn conv_every_kernel_size_stride_and_deltas_count() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("conv k x s, P = 0..4");
-    let mut seed = 1000;
-    for k in [1, 3, 5, 7] {
-        for stride in [1, 2] {
+    gpu_check("conv k x s, P = 0..4", |ctx, w| {
+        let mut seed = 1000;
+        for k in [1, 3, 5, 7] {
+            for stride in [1, 2] {
+                let s = ConvSpec {
+                    noise: k == 3,
+                    ..ConvSpec::new(5, 17, k, stride, p_of(k, stride), FULL_EP)
+                };
+                check_conv(ctx, w, seed, &s, 9, 11);
+                seed += 1;
+            }
+        }
+        for p in 0..=4 {
             let s = ConvSpec {
-                cin: 5,
-                cout: 17,
-                k,
-                stride,
-                p: p_of(k, stride),
-                ep: FULL_EP,
-                noise: k == 3,
-                unfused: false,
+                noise: p == 2,
+                ..ConvSpec::new(6, 20, 3, 1, p, NO_EP)
             };
-            check_conv(&ctx, &mut w, seed, &s, 9, 11);
+            check_conv(ctx, w, seed, &s, 9, 11);
             seed += 1;
         }
-    }
-    for p in 0..=4 {
-        let s = ConvSpec {
-            cin: 6,
-            cout: 20,
-            k: 3,
-            stride: 1,
-            p,
-            ep: NO_EP,
-            noise: p == 2,
-            unfused: false,
-        };
-        check_conv(&ctx, &mut w, seed, &s, 9, 11);
-        seed += 1;
-    }
-    w.print();
+    });
 }
 
 #[test]
@@ -176,28 +168,13 @@ fn conv_every_epilogue_combination() {
     let mut w3 = Worst::new("conv2d 3x3, all 24 epilogues");
     let mut w1 = Worst::new("conv1x1, epilogue subset");
     for (i, ep) in EpFlags::all().into_iter().enumerate() {
-        let s = ConvSpec {
-            cin: 3,
-            cout: 5,
-            k: 3,
-            stride: 1,
-            p: 1,
-            ep,
-            noise: false,
-            unfused: false,
-        };
+        let s = ConvSpec::new(3, 5, 3, 1, 1, ep);
         check_conv(&ctx, &mut w3, 2000 + i as u64, &s, 5, 7);
     }
     for (i, ep) in ep_subset().into_iter().enumerate() {
         let s = ConvSpec {
-            cin: 17,
-            cout: 3,
-            k: 1,
-            stride: 1,
-            p: 2,
-            ep,
             noise: i % 2 == 0,
-            unfused: false,
+            ..ConvSpec::new(17, 3, 1, 1, 2, ep)
         };
         check_conv(&ctx, &mut w1, 3000 + i as u64, &s, 7, 5);
     }
@@ -213,14 +190,8 @@ fn fused_mix_equals_unfused_mix_pass_plus_plain_conv() {
     for (i, &(k, stride)) in [(3, 1), (3, 2), (1, 1), (5, 1), (7, 2)].iter().enumerate() {
         let (p, ep) = (p_of(k, stride).max(1), FULL_EP);
         let spec = |unfused| ConvSpec {
-            cin: 5,
-            cout: 17,
-            k,
-            stride,
-            p,
-            ep,
-            noise: false,
             unfused,
+            ..ConvSpec::new(5, 17, k, stride, p, ep)
         };
         let seed = 4000 + i as u64;
         // Same seed: same weights, input and level; only the mix path differs.
@@ -239,184 +210,178 @@ fn fused_mix_equals_unfused_mix_pass_plus_plain_conv() {
 
 #[test]
 fn mix_pass_matches_reference() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("mix pass");
-    for p in 0..=4 {
-        let mut r = rng(5000 + p as u64);
-        let n = 1000 + 37 * p;
-        let mixed = mixed(&mut r, n, p, 0.0, 1.0);
-        let mix = rand_mix(&mut r, p);
-        let level = rand_level(&mut r);
-        let gpu = g::mix_weights(&ctx, &mixed, &mix.coefs, &level).unwrap();
-        let cpu = reference::mix_weights(&mixed, &mix.eval(&level));
-        let s = Shape::new(1, 1, n);
-        w.check(
-            &format!("P {p}"),
-            &Tensor::from_vec(s, gpu),
-            &Tensor::from_vec(s, cpu),
-            p + 1,
-        );
-    }
-    w.print();
+    gpu_check("mix pass", |ctx, w| {
+        for p in 0..=4 {
+            let mut r = rng(5000 + p as u64);
+            let n = 1000 + 37 * p;
+            let mixed = mixed(&mut r, n, p, 0.0, 1.0);
+            let mix = rand_mix(&mut r, p);
+            let level = rand_level(&mut r);
+            let gpu = g::mix_weights(ctx, &mixed, &mix.coefs, &level).unwrap();
+            let cpu = reference::mix_weights(&mixed, &mix.eval(&level));
+            let s = Shape::new(1, 1, n);
+            w.check(
+                &format!("P {p}"),
+                &Tensor::from_vec(s, gpu),
+                &Tensor::from_vec(s, cpu),
+                p + 1,
+            );
+        }
+    });
+}
+
+/// Runs a random k x k depthwise node with `p` deltas on an input of `shape` (and the
+/// epilogue's combine tensors) on the GPU and the reference.
+fn check_depthwise(
+    ctx: &Arc<GpuContext>,
+    w: &mut Worst,
+    seed: u64,
+    k: usize,
+    p: usize,
+    ep: EpFlags,
+    shape: Shape,
+) {
+    let Shape { c, h, w: wd } = shape;
+    let mut r = rng(seed);
+    let dw = rand_depthwise(&mut r, c, k, p, ep);
+    let x = rand_tensor(&mut r, shape);
+    let others: Vec<Tensor> = (0..ep.others)
+        .map(|_| rand_tensor(&mut r, x.shape))
+        .collect();
+    let orefs: Vec<&Tensor> = others.iter().collect();
+    let level = rand_level(&mut r);
+    let n = node("dw", Op::Depthwise(dw), 0, vec![], 1);
+    let gpu = g::run_node(ctx, &n, &level, &x, &orefs).unwrap();
+    let cpu = reference::run_node(&n, &level, &x, &orefs);
+    let case = format!("k {k} c {c} {h}x{wd} P {p} {ep:?}");
+    w.check(&case, &gpu, &cpu, k * k);
 }
 
 #[test]
 fn depthwise_matches_reference() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("depthwise");
-    let cases = [
-        (1, 1, 1),
-        (3, 1, 1),
-        (5, 2, 3),
-        (17, 7, 5),
-        (3, 33, 65),
-        (64, 5, 6),
-        (1, 18, 17),
-    ];
-    let mut seed = 6000;
-    for k in [1, 3, 5, 7] {
-        for &(c, h, wd) in cases.iter() {
-            seed += 1;
-            let p = k % 5;
-            let mut r = rng(seed);
-            let ep = FULL_EP;
-            let dw = rand_depthwise(&mut r, c, k, p, ep);
-            let x = rand_tensor(&mut r, Shape::new(c, h, wd));
-            let others: Vec<Tensor> = (0..ep.others)
-                .map(|_| rand_tensor(&mut r, x.shape))
-                .collect();
-            let orefs: Vec<&Tensor> = others.iter().collect();
-            let level = rand_level(&mut r);
-            let n = node("dw", Op::Depthwise(dw), 0, vec![], 1);
-            let gpu = g::run_node(&ctx, &n, &level, &x, &orefs).unwrap();
-            let cpu = reference::run_node(&n, &level, &x, &orefs);
-            w.check(
-                &format!("k {k} c {c} {h}x{wd} P {p} {ep:?}"),
-                &gpu,
-                &cpu,
-                k * k,
-            );
+    gpu_check("depthwise", |ctx, w| {
+        let cases = [
+            (1, 1, 1),
+            (3, 1, 1),
+            (5, 2, 3),
+            (17, 7, 5),
+            (3, 33, 65),
+            (64, 5, 6),
+            (1, 18, 17),
+        ];
+        let mut seed = 6000;
+        for k in [1, 3, 5, 7] {
+            for &(c, h, wd) in cases.iter() {
+                seed += 1;
+                check_depthwise(ctx, w, seed, k, k % 5, FULL_EP, Shape::new(c, h, wd));
+            }
         }
-    }
-    // The epilogue subset on one kernel size (all 24 run on the conv; the code is shared).
-    for (i, ep) in ep_subset().into_iter().enumerate() {
-        let mut r = rng(6500 + i as u64);
-        let dw = rand_depthwise(&mut r, 5, 3, 2, ep);
-        let x = rand_tensor(&mut r, Shape::new(5, 6, 7));
-        let others: Vec<Tensor> = (0..ep.others)
-            .map(|_| rand_tensor(&mut r, x.shape))
-            .collect();
-        let orefs: Vec<&Tensor> = others.iter().collect();
-        let level = rand_level(&mut r);
-        let n = node("dw", Op::Depthwise(dw), 0, vec![], 1);
-        let gpu = g::run_node(&ctx, &n, &level, &x, &orefs).unwrap();
-        let cpu = reference::run_node(&n, &level, &x, &orefs);
-        w.check(&format!("epilogue {ep:?}"), &gpu, &cpu, 9);
-    }
-    w.print();
+        // The epilogue subset on one kernel size (all 24 run on the conv; the code is shared).
+        for (i, ep) in ep_subset().into_iter().enumerate() {
+            let seed = 6500 + i as u64;
+            check_depthwise(ctx, w, seed, 3, 2, ep, Shape::new(5, 6, 7));
+        }
+    });
 }
 
 #[test]
 fn eltwise_matches_reference() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("eltwise");
-    let mut seed = 7000;
-    let mut variants: Vec<(usize, bool, u8)> =
-        (0..=4).map(|p| (p, p % 2 == 1, (p % 3) as u8)).collect();
-    variants.extend(
-        [false, true]
-            .iter()
-            .flat_map(|&b| (0..3u8).map(move |a| (1, b, a))),
-    );
-    for (p, has_b, act) in variants {
-        seed += 1;
-        let mut r = rng(seed);
-        let (c, h, wd) = [(1, 1, 1), (3, 7, 5), (17, 5, 3), (5, 33, 65)][(seed % 4) as usize];
-        let e = rand_eltwise(&mut r, c, p, has_b, act);
-        let a = rand_tensor(&mut r, Shape::new(c, h, wd));
-        let b = rand_tensor(&mut r, a.shape);
-        let level = rand_level(&mut r);
-        let others: Vec<&Tensor> = if has_b { vec![&b] } else { vec![] };
-        let n = node("elt", Op::Eltwise(e), 0, vec![], 1);
-        let gpu = g::run_node(&ctx, &n, &level, &a, &others).unwrap();
-        let cpu = reference::run_node(&n, &level, &a, &others);
-        w.check(
-            &format!("P {p} b {has_b} act {act} {c}x{h}x{wd}"),
-            &gpu,
-            &cpu,
-            2,
+    gpu_check("eltwise", |ctx, w| {
+        let mut seed = 7000;
+        let mut variants: Vec<(usize, bool, u8)> =
+            (0..=4).map(|p| (p, p % 2 == 1, (p % 3) as u8)).collect();
+        variants.extend(
+            [false, true]
+                .iter()
+                .flat_map(|&b| (0..3u8).map(move |a| (1, b, a))),
         );
-    }
-    w.print();
+        for (p, has_b, act) in variants {
+            seed += 1;
+            let mut r = rng(seed);
+            let (c, h, wd) = [(1, 1, 1), (3, 7, 5), (17, 5, 3), (5, 33, 65)][(seed % 4) as usize];
+            let e = rand_eltwise(&mut r, c, p, has_b, act);
+            let a = rand_tensor(&mut r, Shape::new(c, h, wd));
+            let b = rand_tensor(&mut r, a.shape);
+            let level = rand_level(&mut r);
+            let others: Vec<&Tensor> = if has_b { vec![&b] } else { vec![] };
+            let n = node("elt", Op::Eltwise(e), 0, vec![], 1);
+            let gpu = g::run_node(ctx, &n, &level, &a, &others).unwrap();
+            let cpu = reference::run_node(&n, &level, &a, &others);
+            w.check(
+                &format!("P {p} b {has_b} act {act} {c}x{h}x{wd}"),
+                &gpu,
+                &cpu,
+                2,
+            );
+        }
+    });
 }
 
 #[test]
 fn shuffle_and_unshuffle_match_reference_exactly() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("shuffle / unshuffle");
-    for (i, &(c, h, wd)) in [(1, 2, 2), (3, 8, 6), (4, 34, 66), (5, 2, 10)]
-        .iter()
-        .enumerate()
-    {
-        let mut r = rng(8000 + i as u64);
-        let x = rand_tensor(&mut r, Shape::new(c, h, wd));
-        let n = node("un", Op::Unshuffle, 0, vec![], 1);
-        let gpu = g::run_node(&ctx, &n, &[0.0; 4], &x, &[]).unwrap();
-        let cpu = reference::unshuffle(&x);
-        assert_eq!(gpu, cpu, "unshuffle {c}x{h}x{wd}");
-        w.check("unshuffle", &gpu, &cpu, 1);
-        let n = node("sh", Op::Shuffle, 0, vec![], 1);
-        let back = g::run_node(&ctx, &n, &[0.0; 4], &gpu, &[]).unwrap();
-        assert_eq!(back, reference::shuffle(&cpu), "shuffle {c}x{h}x{wd}");
-        assert_eq!(back, x, "shuffle(unshuffle(x)) == x");
-        w.check("shuffle", &back, &x, 1);
-    }
-    w.print();
+    gpu_check("shuffle / unshuffle", |ctx, w| {
+        for (i, &(c, h, wd)) in [(1, 2, 2), (3, 8, 6), (4, 34, 66), (5, 2, 10)]
+            .iter()
+            .enumerate()
+        {
+            let mut r = rng(8000 + i as u64);
+            let x = rand_tensor(&mut r, Shape::new(c, h, wd));
+            let n = node("un", Op::Unshuffle, 0, vec![], 1);
+            let gpu = g::run_node(ctx, &n, &[0.0; 4], &x, &[]).unwrap();
+            let cpu = reference::unshuffle(&x);
+            assert_eq!(gpu, cpu, "unshuffle {c}x{h}x{wd}");
+            w.check("unshuffle", &gpu, &cpu, 1);
+            let n = node("sh", Op::Shuffle, 0, vec![], 1);
+            let back = g::run_node(ctx, &n, &[0.0; 4], &gpu, &[]).unwrap();
+            assert_eq!(back, reference::shuffle(&cpu), "shuffle {c}x{h}x{wd}");
+            assert_eq!(back, x, "shuffle(unshuffle(x)) == x");
+            w.check("shuffle", &back, &x, 1);
+        }
+    });
 }
 
 #[test]
 fn ftn_transform_matches_reference() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("ftn transform");
-    for (i, &(cout, cin, k, groups, slope_len)) in [
-        (4, 8, 3, 1, 1),
-        (17, 16, 3, 4, 16),
-        (3, 5, 5, 5, 5),
-        (64, 64, 1, 16, 1),
-        (2, 6, 7, 2, 6),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut r = rng(9000 + i as u64);
-        let gs = cin / groups;
-        let weight = rand_vec(&mut r, cout * cin * k * k, 0.5);
-        let (w1, b1, slope, w2, b2) = (
-            rand_vec(&mut r, cin * gs, 1.0 / (gs as f32).sqrt()),
-            rand_vec(&mut r, cin, 0.1),
-            rand_vec(&mut r, slope_len, 0.3),
-            rand_vec(&mut r, cin * gs, 1.0 / (gs as f32).sqrt()),
-            rand_vec(&mut r, cin, 0.1),
-        );
-        let f = reference::FtnParams {
-            groups,
-            w1: &w1,
-            b1: &b1,
-            slope: &slope,
-            w2: &w2,
-            b2: &b2,
-        };
-        let gpu = g::ftn_transform(&ctx, &weight, cout, cin, k, &f).unwrap();
-        let cpu = reference::ftn_transform(&weight, cout, cin, k, &f);
-        let s = Shape::new(cout, cin, k * k);
-        w.check(
-            &format!("cout {cout} cin {cin} k {k} groups {groups}"),
-            &Tensor::from_vec(s, gpu),
-            &Tensor::from_vec(s, cpu),
-            2 * gs,
-        );
-    }
-    w.print();
+    gpu_check("ftn transform", |ctx, w| {
+        for (i, &(cout, cin, k, groups, slope_len)) in [
+            (4, 8, 3, 1, 1),
+            (17, 16, 3, 4, 16),
+            (3, 5, 5, 5, 5),
+            (64, 64, 1, 16, 1),
+            (2, 6, 7, 2, 6),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut r = rng(9000 + i as u64);
+            let gs = cin / groups;
+            let weight = rand_vec(&mut r, cout * cin * k * k, 0.5);
+            let (w1, b1, slope, w2, b2) = (
+                rand_vec(&mut r, cin * gs, 1.0 / (gs as f32).sqrt()),
+                rand_vec(&mut r, cin, 0.1),
+                rand_vec(&mut r, slope_len, 0.3),
+                rand_vec(&mut r, cin * gs, 1.0 / (gs as f32).sqrt()),
+                rand_vec(&mut r, cin, 0.1),
+            );
+            let f = reference::FtnParams {
+                groups,
+                w1: &w1,
+                b1: &b1,
+                slope: &slope,
+                w2: &w2,
+                b2: &b2,
+            };
+            let gpu = g::ftn_transform(ctx, &weight, cout, cin, k, &f).unwrap();
+            let cpu = reference::ftn_transform(&weight, cout, cin, k, &f);
+            let s = Shape::new(cout, cin, k * k);
+            w.check(
+                &format!("cout {cout} cin {cin} k {k} groups {groups}"),
+                &Tensor::from_vec(s, gpu),
+                &Tensor::from_vec(s, cpu),
+                2 * gs,
+            );
+        }
+    });
 }
 
 /// unshuffle -> conv (noise channel, ReLU) -> depthwise (AdaFM-like, combine with its input)
@@ -427,14 +392,8 @@ fn small_plan(seed: u64) -> Plan {
     let c1 = rand_conv(
         &mut r,
         &ConvSpec {
-            cin: 12,
-            cout: 16,
-            k: 3,
-            stride: 1,
-            p: 1,
-            ep: relu,
             noise: true,
-            unfused: false,
+            ..ConvSpec::new(12, 16, 3, 1, 1, relu)
         },
     );
     let mut dw = rand_depthwise(
@@ -449,35 +408,18 @@ fn small_plan(seed: u64) -> Plan {
         },
     );
     dw.epilogue.act = Activation::None;
-    let c2 = rand_conv(
-        &mut r,
-        &ConvSpec {
-            cin: 16,
-            cout: 16,
-            k: 3,
-            stride: 1,
-            p: 2,
-            ep: EpFlags {
-                act: 2,
-                scale_shift: true,
-                ..NO_EP
-            },
-            noise: false,
-            unfused: false,
-        },
-    );
+    let prelu_scaled = EpFlags {
+        act: 2,
+        scale_shift: true,
+        ..NO_EP
+    };
+    let c2 = rand_conv(&mut r, &ConvSpec::new(16, 16, 3, 1, 2, prelu_scaled));
     let e = rand_eltwise(&mut r, 16, 1, true, 0);
     let c3 = rand_conv(
         &mut r,
         &ConvSpec {
-            cin: 16,
-            cout: 12,
-            k: 3,
-            stride: 1,
-            p: 1,
-            ep: NO_EP,
-            noise: false,
             unfused: true,
+            ..ConvSpec::new(16, 12, 3, 1, 1, NO_EP)
         },
     );
     Plan {
@@ -498,23 +440,22 @@ fn small_plan(seed: u64) -> Plan {
 
 #[test]
 fn whole_plan_matches_reference_and_level_moves_without_rebuild() {
-    let Some(ctx) = ctx() else { return };
-    let mut w = Worst::new("whole plan (7 nodes)");
-    let plan = small_plan(11);
-    let gp = GpuPlan::new(ctx.clone(), &plan).unwrap();
-    let mut r = rng(12);
-    for &(h, wd) in &[(10, 14), (2, 2), (10, 14)] {
-        let x = rand_tensor(&mut r, Shape::new(3, h, wd));
-        for _ in 0..2 {
-            let level = rand_level(&mut r);
-            let gpu = gp.run(&x, &level).unwrap();
-            let cpu = reference::run_plan(&plan, &level, &x);
-            w.check(&format!("{h}x{wd} at {level:?}"), &gpu, &cpu, 16 * 9 * 3);
+    gpu_check("whole plan (7 nodes)", |ctx, w| {
+        let plan = small_plan(11);
+        let gp = GpuPlan::new(ctx.clone(), &plan).unwrap();
+        let mut r = rng(12);
+        for &(h, wd) in &[(10, 14), (2, 2), (10, 14)] {
+            let x = rand_tensor(&mut r, Shape::new(3, h, wd));
+            for _ in 0..2 {
+                let level = rand_level(&mut r);
+                let gpu = gp.run(&x, &level).unwrap();
+                let cpu = reference::run_plan(&plan, &level, &x);
+                w.check(&format!("{h}x{wd} at {level:?}"), &gpu, &cpu, 16 * 9 * 3);
+            }
         }
-    }
-    // Two sizes were prepared once each; the level moves only rewrote the level uniform.
-    assert_eq!(gp.prepared_sizes(), 2);
-    w.print();
+        // Two sizes were prepared once each; the level moves only rewrote the level uniform.
+        assert_eq!(gp.prepared_sizes(), 2);
+    });
 }
 
 #[test]
@@ -539,30 +480,13 @@ fn split_dispatches_equal_unsplit_exactly() {
     // Single kernels with large grids along one dimension: 1x1 (pixel blocks), stride-2 k7,
     // depthwise (channels along z), eltwise, and the FTN/mix passes.
     for (i, op) in [
+        Op::Conv2d(rand_conv(&mut r, &ConvSpec::new(3, 40, 1, 1, 1, NO_EP))),
         Op::Conv2d(rand_conv(
             &mut r,
             &ConvSpec {
-                cin: 3,
-                cout: 40,
-                k: 1,
-                stride: 1,
-                p: 1,
-                ep: NO_EP,
-                noise: false,
-                unfused: false,
-            },
-        )),
-        Op::Conv2d(rand_conv(
-            &mut r,
-            &ConvSpec {
-                cin: 3,
-                cout: 40,
-                k: 7,
-                stride: 2,
-                p: 1,
-                ep: NO_EP,
                 noise: true,
                 unfused: true,
+                ..ConvSpec::new(3, 40, 7, 2, 1, NO_EP)
             },
         )),
         Op::Depthwise(rand_depthwise(&mut r, 3, 5, 1, NO_EP)),
@@ -654,19 +578,7 @@ fn runs_from_several_threads_at_several_levels() {
 fn bad_nodes_are_errors() {
     let Some(ctx) = ctx() else { return };
     let mut r = rng(51);
-    let mut conv = rand_conv(
-        &mut r,
-        &ConvSpec {
-            cin: 3,
-            cout: 4,
-            k: 3,
-            stride: 1,
-            p: 1,
-            ep: NO_EP,
-            noise: false,
-            unfused: false,
-        },
-    );
+    let mut conv = rand_conv(&mut r, &ConvSpec::new(3, 4, 3, 1, 1, NO_EP));
     conv.weight.pop();
     let n = node("bad", Op::Conv2d(conv), 0, vec![], 1);
     let x = rand_tensor(&mut r, Shape::new(3, 4, 4));
@@ -674,19 +586,7 @@ fn bad_nodes_are_errors() {
         Err(Error::Shape(m)) => assert!(m.contains("bad"), "{m}"),
         other => panic!("expected a shape error, got {other:?}"),
     }
-    let mut conv = rand_conv(
-        &mut r,
-        &ConvSpec {
-            cin: 3,
-            cout: 4,
-            k: 4,
-            stride: 1,
-            p: 0,
-            ep: NO_EP,
-            noise: false,
-            unfused: false,
-        },
-    );
+    let mut conv = rand_conv(&mut r, &ConvSpec::new(3, 4, 4, 1, 0, NO_EP));
     conv.k = 4;
     let n = node("k4", Op::Conv2d(conv), 0, vec![], 1);
     assert!(g::run_node(&ctx, &n, &[0.0; 4], &x, &[]).is_err());
@@ -717,19 +617,7 @@ fn throughput() {
                 let op = if dw {
                     Op::Depthwise(rand_depthwise(&mut r, c, k, p, ep))
                 } else {
-                    Op::Conv2d(rand_conv(
-                        &mut r,
-                        &ConvSpec {
-                            cin: c,
-                            cout: c,
-                            k,
-                            stride: 1,
-                            p,
-                            ep,
-                            noise: false,
-                            unfused: false,
-                        },
-                    ))
+                    Op::Conv2d(rand_conv(&mut r, &ConvSpec::new(c, c, k, 1, p, ep)))
                 };
                 node(&format!("l{i}"), op, i, vec![], i + 1)
             })

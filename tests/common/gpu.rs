@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use tunable::gpu::kernels::EpFlags;
 use tunable::gpu::GpuContext;
 use tunable::plan::{
-    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op,
-    Shape, MAX_AXES,
+    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Shape,
+    MAX_AXES,
 };
 use tunable::tensor::Tensor;
 
@@ -114,6 +114,22 @@ pub struct ConvSpec {
     pub unfused: bool,
 }
 
+impl ConvSpec {
+    /// No noise channel, fused mix; set those with `..ConvSpec::new(..)`.
+    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, p: usize, ep: EpFlags) -> Self {
+        ConvSpec {
+            cin,
+            cout,
+            k,
+            stride,
+            p,
+            ep,
+            noise: false,
+            unfused: false,
+        }
+    }
+}
+
 /// A random conv; `cin` counts the tensor's channels (the noise channel comes on top).
 pub fn rand_conv(rng: &mut StdRng, s: &ConvSpec) -> Conv2d {
     let cin = s.cin + s.noise as usize;
@@ -153,16 +169,6 @@ pub fn rand_eltwise(rng: &mut StdRng, c: usize, p: usize, has_b: bool, act: u8) 
             1 => Activation::Relu,
             _ => Activation::Prelu(rand_vec(rng, c, 0.3)),
         },
-    }
-}
-
-pub fn node(name: &str, op: Op, input: usize, others: Vec<usize>, output: usize) -> Node {
-    Node {
-        name: name.into(),
-        op,
-        input,
-        others,
-        output,
     }
 }
 
