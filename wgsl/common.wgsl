@@ -37,6 +37,11 @@ fn mix_coefs() -> vec4<f32> {
     );
 }
 
+// The virtual noise channel's value inside the image (FFDNet): an affine function of the level.
+fn noise_value() -> f32 {
+    return prm.noise_off.x + dot(prm.noise_gain, level);
+}
+
 // Linear workgroup index of 1-D kernels laid out on a 2-D grid.
 fn linear_group(wg: vec3<u32>) -> u32 {
     return (wg.y + prm.d2.y) * prm.d2.w + wg.x + prm.d2.x;

@@ -25,7 +25,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let p0 = linear_group(wid) * TP;
     let co0 = (wid.z + prm.d2.z) * CO_T;
     let cf = mix_coefs();
-    let noise = prm.noise_off.x + dot(prm.noise_gain, level);
+    let noise = noise_value();
     let n_w = cin * cout16 / 4u;
 
     var s00 = vec4<f32>(0.0);
@@ -45,21 +45,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let p = p0 + e % TP;
             var v = 0.0;
             if p < plane {
-                if ci < tcin {
-                    v = x[ci * plane + p];
-                } else {
-                    v = noise;
-                }
+                v = input_or_noise(ci, tcin, ci * plane + p, noise);
             }
             xs[e] = v;
         }
         for (var e = lid; e < nc * 4u; e += 64u) {
             let g = (ci0 + e / 4u) * (cout16 / 4u) + co0 / 4u + e % 4u;
-            var w = wt[g];
-            for (var p = 0u; p < PW; p++) {
-                w += cf[p] * wt[(p + 1u) * n_w + g];
-            }
-            ws[e] = w;
+            ws[e] = mixed_weight4(g, n_w, cf);
         }
         workgroupBarrier();
         for (var cl = 0u; cl < nc; cl++) {

@@ -45,8 +45,7 @@ fn main(
     let oy0 = (wid.y + prm.d2.y) * TH;
     let co0 = (wid.z + prm.d2.z) * CO_T;
     let cf = mix_coefs();
-    // The virtual noise channel: an affine function of the level inside the image.
-    let noise = prm.noise_off.x + dot(prm.noise_gain, level);
+    let noise = noise_value();
     let ix0 = i32(ox0 * S) - PAD;
     let iy0 = i32(oy0 * S) - PAD;
     let tx = lid3.x;
@@ -75,11 +74,7 @@ fn main(
             let gx = ix0 + i32(c);
             var v = 0.0;
             if gy >= 0 && gx >= 0 && gy < i32(ih) && gx < i32(iw) {
-                if ci < tcin {
-                    v = x[(ci * ih + u32(gy)) * iw + u32(gx)];
-                } else {
-                    v = noise;
-                }
+                v = input_or_noise(ci, tcin, (ci * ih + u32(gy)) * iw + u32(gx), noise);
             }
             xs[e] = v;
         }
@@ -89,11 +84,7 @@ fn main(
             let t = (e / 4u) % KK;
             let q = e % 4u;
             let g = ((ci0 + cl) * KK + t) * (cout16 / 4u) + co0 / 4u + q;
-            var w = wt[g];
-            for (var p = 0u; p < PW; p++) {
-                w += cf[p] * wt[(p + 1u) * n_w + g];
-            }
-            ws[e] = w;
+            ws[e] = mixed_weight4(g, n_w, cf);
         }
         workgroupBarrier();
         for (var cl = 0u; cl < nc; cl++) {

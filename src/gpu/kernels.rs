@@ -7,6 +7,7 @@ const COMMON: &str = include_str!("../../wgsl/common.wgsl");
 const EPILOGUE: &str = include_str!("../../wgsl/epilogue.wgsl");
 const CONV2D: &str = include_str!("../../wgsl/conv2d.wgsl");
 const CONV1X1: &str = include_str!("../../wgsl/conv1x1.wgsl");
+const CONV_WEIGHTS: &str = include_str!("../../wgsl/conv_weights.wgsl");
 const DEPTHWISE: &str = include_str!("../../wgsl/depthwise.wgsl");
 const ELTWISE: &str = include_str!("../../wgsl/eltwise.wgsl");
 const SHUFFLE: &str = include_str!("../../wgsl/shuffle.wgsl");
@@ -200,6 +201,10 @@ impl Kernel {
         if epilogue {
             s.push('\n');
             s.push_str(EPILOGUE);
+        }
+        if matches!(self, Kernel::Conv2d { .. } | Kernel::Conv1x1 { .. }) {
+            s.push('\n');
+            s.push_str(CONV_WEIGHTS);
         }
         s.push('\n');
         s.push_str(body);
