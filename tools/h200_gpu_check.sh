@@ -8,6 +8,17 @@ set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 nv=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$nv" ] && export VK_DRIVER_FILES=$nv
+egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+# The ICD names libGLX_nvidia.so.0 without a path: the driver's mounted folder must be searched
+# (an earlier session failed in vk_icdGetInstanceProcAddr, most likely for this).
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
+# Diagnostics for the log, in case the adapter still does not come up.
+echo "ICD: ${VK_DRIVER_FILES:-none}"; [ -f "$nv" ] && cat "$nv"
+ldconfig -p | grep -E "libvulkan|libGLX_nvidia|libEGL_nvidia|libnvidia-glcore" | head
+ls /usr/local/nvidia/lib64 2>/dev/null | grep -E "GLX|EGL|vulkan|glcore" | head
 export XDG_RUNTIME_DIR=/tmp/xdg; mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 # Test binaries find their data through the developer machine's path.
 mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
