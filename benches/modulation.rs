@@ -27,19 +27,31 @@ const MODELS: &[(&str, &str)] = &[
 ];
 
 fn size() -> usize {
-    std::env::var("TUNABLE_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(256)
+    std::env::var("TUNABLE_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256)
 }
 
 /// `TUNABLE_BENCH_BACKENDS=cpu,gpu` (default both) picks the executors to time.
 fn wanted(backend: &str) -> bool {
-    std::env::var("TUNABLE_BENCH_BACKENDS").map(|v| v.split(',').any(|b| b.trim() == backend)).unwrap_or(true)
+    std::env::var("TUNABLE_BENCH_BACKENDS")
+        .map(|v| v.split(',').any(|b| b.trim() == backend))
+        .unwrap_or(true)
 }
 
 fn engines() -> Vec<(String, Engine)> {
-    let quiet = |backend| EngineOptions { backend, quiet: true, ..Default::default() };
+    let quiet = |backend| EngineOptions {
+        backend,
+        quiet: true,
+        ..Default::default()
+    };
     let mut out = vec![];
     if wanted("cpu") {
-        out.push(("cpu".to_string(), Engine::with_options(quiet(BackendChoice::Cpu)).expect("cpu engine")));
+        out.push((
+            "cpu".to_string(),
+            Engine::with_options(quiet(BackendChoice::Cpu)).expect("cpu engine"),
+        ));
     }
     if !wanted("gpu") {
         return out;
@@ -71,7 +83,10 @@ fn levels(model: &Model) -> [LevelVec; 2] {
 
 fn input(s: usize) -> Tensor {
     let mut rng = tunable::noise::Rng::new(1);
-    Tensor::from_vec(Shape::new(3, s, s), (0..3 * s * s).map(|_| rng.uniform() as f32).collect())
+    Tensor::from_vec(
+        Shape::new(3, s, s),
+        (0..3 * s * s).map(|_| rng.uniform() as f32).collect(),
+    )
 }
 
 /// Medians over `rounds` interleaved rounds of (plain, fused, unfused), each run at a new level,
@@ -90,7 +105,13 @@ fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
     v[v.len() / 2]
 }
 
-fn sit(plain: &Model, fused: &Model, unfused: Option<&Model>, x: &Tensor, rounds: usize) -> Sitting {
+fn sit(
+    plain: &Model,
+    fused: &Model,
+    unfused: Option<&Model>,
+    x: &Tensor,
+    rounds: usize,
+) -> Sitting {
     let timed = |m: &Model, i: usize| {
         let lv = levels(m);
         let t = Instant::now();
@@ -105,7 +126,14 @@ fn sit(plain: &Model, fused: &Model, unfused: Option<&Model>, x: &Tensor, rounds
             u.push(timed(m, i));
         }
     }
-    let ratio = |a: &[Duration], b: &[Duration]| median(a.iter().zip(b).map(|(a, b)| a.as_secs_f64() / b.as_secs_f64()).collect());
+    let ratio = |a: &[Duration], b: &[Duration]| {
+        median(
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+                .collect(),
+        )
+    };
     Sitting {
         fused: median(f.clone()),
         unfused: unfused.map(|_| median(u.clone())),
@@ -116,12 +144,17 @@ fn sit(plain: &Model, fused: &Model, unfused: Option<&Model>, x: &Tensor, rounds
 }
 
 fn rounds() -> usize {
-    std::env::var("TUNABLE_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15)
+    std::env::var("TUNABLE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15)
 }
 
 /// `TUNABLE_BENCH_TABLE_ONLY=1` skips the criterion groups (for slow software adapters).
 fn table_only() -> bool {
-    std::env::var("TUNABLE_BENCH_TABLE_ONLY").map(|v| v == "1").unwrap_or(false)
+    std::env::var("TUNABLE_BENCH_TABLE_ONLY")
+        .map(|v| v == "1")
+        .unwrap_or(false)
 }
 
 fn bench(c: &mut Criterion) {
@@ -131,7 +164,9 @@ fn bench(c: &mut Criterion) {
     let mut table = vec![];
     for (backend, engine) in engines() {
         let (floor_label, floor_file) = MODELS[0];
-        let plain = engine.load_with(floor_file, Lowering::Fused).expect("load the plain model");
+        let plain = engine
+            .load_with(floor_file, Lowering::Fused)
+            .expect("load the plain model");
         for (label, file) in MODELS {
             if !Path::new(file).exists() {
                 eprintln!("modulation bench: {file} missing, skipped");
@@ -139,7 +174,8 @@ fn bench(c: &mut Criterion) {
             }
             let fused = engine.load_with(file, Lowering::Fused).expect("load");
             // No knob: fused and unfused are the same network.
-            let unfused = (*label != floor_label).then(|| engine.load_with(file, Lowering::Unfused).expect("load"));
+            let unfused = (*label != floor_label)
+                .then(|| engine.load_with(file, Lowering::Unfused).expect("load"));
             if !table_only() {
                 for model in std::iter::once(&fused).chain(unfused.as_ref()) {
                     let lv = levels(model);
@@ -152,18 +188,32 @@ fn bench(c: &mut Criterion) {
                     });
                 }
             }
-            table.push((backend.clone(), label.to_string(), sit(&plain, &fused, unfused.as_ref(), &x, n)));
+            table.push((
+                backend.clone(),
+                label.to_string(),
+                sit(&plain, &fused, unfused.as_ref(), &x, n),
+            ));
         }
     }
     println!("\nmodulation, {s}x{s} color, level changed before every run; medians of {n} interleaved rounds");
     println!("(plain, fused, unfused); the ratios are medians of the per-round ratios:");
-    println!("| backend | family | plain ms | fused ms | unfused ms | unfused / fused | fused / plain |");
+    println!(
+        "| backend | family | plain ms | fused ms | unfused ms | unfused / fused | fused / plain |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
     for (backend, label, r) in table {
         let unf = r.unfused.map(ms).unwrap_or_else(|| "-".into());
-        let ratio = r.unfused_over_fused.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
-        println!("| {backend} | {label} | {} | {} | {unf} | {ratio} | {:.2} |", ms(r.plain), ms(r.fused), r.fused_over_plain);
+        let ratio = r
+            .unfused_over_fused
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {backend} | {label} | {} | {} | {unf} | {ratio} | {:.2} |",
+            ms(r.plain),
+            ms(r.fused),
+            r.fused_over_plain
+        );
     }
 }
 

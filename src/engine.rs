@@ -42,7 +42,12 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { backend: BackendChoice::Auto, gpu: GpuOptions::default(), max_tile: 1024, quiet: false }
+        EngineOptions {
+            backend: BackendChoice::Auto,
+            gpu: GpuOptions::default(),
+            max_tile: 1024,
+            quiet: false,
+        }
     }
 }
 
@@ -61,7 +66,9 @@ pub struct Engine {
 }
 
 fn env_flag(name: &str) -> bool {
-    std::env::var(name).map(|v| !v.is_empty() && v != "0").unwrap_or(false)
+    std::env::var(name)
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false)
 }
 
 impl Engine {
@@ -71,16 +78,25 @@ impl Engine {
     }
 
     pub fn cpu() -> Engine {
-        Engine { backend: Backend::Cpu, max_tile: 1024 }
+        Engine {
+            backend: Backend::Cpu,
+            max_tile: 1024,
+        }
     }
 
     pub fn reference() -> Engine {
-        Engine { backend: Backend::Reference, max_tile: 1024 }
+        Engine {
+            backend: Backend::Reference,
+            max_tile: 1024,
+        }
     }
 
     /// A GPU engine or an error (no fallback).
     pub fn gpu() -> Result<Engine> {
-        Engine::with_options(EngineOptions { backend: BackendChoice::Gpu, ..Default::default() })
+        Engine::with_options(EngineOptions {
+            backend: BackendChoice::Gpu,
+            ..Default::default()
+        })
     }
 
     /// `opts.gpu` is completed from `TUNABLE_BACKEND` / `TUNABLE_ADAPTER` where it leaves a field unset.
@@ -108,13 +124,18 @@ impl Engine {
                 }
                 Err(e) => {
                     if !opts.quiet {
-                        eprintln!("tunable: no GPU adapter ({e}); running on the fast CPU executor");
+                        eprintln!(
+                            "tunable: no GPU adapter ({e}); running on the fast CPU executor"
+                        );
                     }
                     Backend::Cpu
                 }
             },
         };
-        Ok(Engine { backend, max_tile: opts.max_tile.max(16) })
+        Ok(Engine {
+            backend,
+            max_tile: opts.max_tile.max(16),
+        })
     }
 
     /// A one-line description of the backend: the adapter and its API, or the CPU executor.
@@ -124,7 +145,10 @@ impl Engine {
                 let i = ctx.info();
                 format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
             }
-            Backend::Cpu => format!("fast CPU executor ({} threads)", rayon::current_num_threads()),
+            Backend::Cpu => format!(
+                "fast CPU executor ({} threads)",
+                rayon::current_num_threads()
+            ),
             Backend::Reference => "CPU reference kernels".into(),
         }
     }
@@ -176,7 +200,13 @@ impl Engine {
             Backend::Cpu => Exec::Fast(FastPlan::new(&plan)?),
             Backend::Reference => Exec::Reference,
         };
-        Ok(Model { spec: file.spec, plan, exec, lowering, max_tile: self.max_tile })
+        Ok(Model {
+            spec: file.spec,
+            plan,
+            exec,
+            lowering,
+            max_tile: self.max_tile,
+        })
     }
 }
 
@@ -222,7 +252,12 @@ impl Model {
         self.run_with_progress(image, level, &|_, _| {})
     }
 
-    pub fn run_with_progress(&self, image: &Image, level: Level, progress: Progress) -> Result<Image> {
+    pub fn run_with_progress(
+        &self,
+        image: &Image,
+        level: Level,
+        progress: Progress,
+    ) -> Result<Image> {
         if image.channels() != self.spec.in_channels {
             return Err(Error::Image(format!(
                 "the image has {} color channel(s), the model '{}' takes {}",
@@ -240,7 +275,12 @@ impl Model {
     /// Runs the network on one tensor of any size: pads the bottom and right to the size the
     /// network needs (mirroring the edge, as FFDNet and most restoration code do), tiles with a
     /// halo of the receptive field, crops back. No copy is made when no padding is needed.
-    pub fn run_tensor(&self, input: &Tensor, level: &LevelVec, progress: Progress) -> Result<Tensor> {
+    pub fn run_tensor(
+        &self,
+        input: &Tensor,
+        level: &LevelVec,
+        progress: Progress,
+    ) -> Result<Tensor> {
         let Shape { c, h, w } = input.shape;
         if h == 0 || w == 0 {
             return Err(Error::Image(format!("image of size {w}x{h} is empty")));
@@ -267,7 +307,10 @@ impl Model {
         let halo = self.plan.receptive_radius().div_ceil(m) * m;
         let (ty, tx) = (h.div_ceil(tile), w.div_ceil(tile));
         let mut out = Tensor::zeros(Shape::new(c, h, w));
-        for (i, (by, bx)) in (0..ty).flat_map(|y| (0..tx).map(move |x| (y, x))).enumerate() {
+        for (i, (by, bx)) in (0..ty)
+            .flat_map(|y| (0..tx).map(move |x| (y, x)))
+            .enumerate()
+        {
             let (y0, x0) = (by * tile, bx * tile);
             let (y1, x1) = ((y0 + tile).min(h), (x0 + tile).min(w));
             let (sy, sx) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
@@ -303,7 +346,13 @@ impl Model {
 /// the pad, only for nets that need a multiple of 3 or more), the index is clamped at 0.
 pub fn pad_reflect(t: &Tensor, h: usize, w: usize) -> Tensor {
     let Shape { c, h: th, w: tw } = t.shape;
-    let mirror = |i: usize, n: usize| if i < n { i } else { (2 * (n - 1)).saturating_sub(i) };
+    let mirror = |i: usize, n: usize| {
+        if i < n {
+            i
+        } else {
+            (2 * (n - 1)).saturating_sub(i)
+        }
+    };
     let cols: Vec<usize> = (0..w).map(|x| mirror(x, tw)).collect();
     let mut out = Tensor::zeros(Shape::new(c, h, w));
     for ch in 0..c {
@@ -324,7 +373,8 @@ pub fn crop(t: &Tensor, y: usize, x: usize, h: usize, w: usize, c: usize) -> Ten
     for ch in 0..c {
         for row in 0..h {
             let src = (ch * t.shape.h + y + row) * t.shape.w + x;
-            out.data[(ch * h + row) * w..(ch * h + row + 1) * w].copy_from_slice(&t.data[src..src + w]);
+            out.data[(ch * h + row) * w..(ch * h + row + 1) * w]
+                .copy_from_slice(&t.data[src..src + w]);
         }
     }
     out

@@ -17,7 +17,10 @@ pub enum Error {
     #[error("the GPU device was lost: {0}; create a new Engine")]
     DeviceLost(String),
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The model file is malformed; the message names the tensor or node.
     #[error("invalid model file: {0}")]
     Format(String),
@@ -52,6 +55,9 @@ impl Error {
         }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

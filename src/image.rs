@@ -26,12 +26,21 @@ pub struct Image {
 
 impl Image {
     /// An image from planar values on the 0..255 scale (`channels` 1 or 3).
-    pub fn from_planes(width: usize, height: usize, channels: usize, planes: Vec<f32>) -> Result<Image> {
+    pub fn from_planes(
+        width: usize,
+        height: usize,
+        channels: usize,
+        planes: Vec<f32>,
+    ) -> Result<Image> {
         if width == 0 || height == 0 {
-            return Err(Error::Image(format!("image of size {width}x{height} is empty")));
+            return Err(Error::Image(format!(
+                "image of size {width}x{height} is empty"
+            )));
         }
         if channels != 1 && channels != 3 {
-            return Err(Error::Image(format!("{channels} color channels; expected 1 (gray) or 3 (RGB)")));
+            return Err(Error::Image(format!(
+                "{channels} color channels; expected 1 (gray) or 3 (RGB)"
+            )));
         }
         if planes.len() != width * height * channels {
             return Err(Error::Image(format!(
@@ -40,15 +49,32 @@ impl Image {
             )));
         }
         if (width * height) as u64 > MAX_PIXELS {
-            return Err(Error::Image(format!("{width}x{height} is larger than the {MAX_PIXELS}-pixel limit")));
+            return Err(Error::Image(format!(
+                "{width}x{height} is larger than the {MAX_PIXELS}-pixel limit"
+            )));
         }
-        Ok(Image { width, height, planes, channels, alpha: None, sixteen_bit: false })
+        Ok(Image {
+            width,
+            height,
+            planes,
+            channels,
+            alpha: None,
+            sixteen_bit: false,
+        })
     }
 
     /// An 8-bit interleaved RGB or gray buffer (tests, embedding apps).
-    pub fn from_interleaved_u8(width: usize, height: usize, channels: usize, data: &[u8]) -> Result<Image> {
+    pub fn from_interleaved_u8(
+        width: usize,
+        height: usize,
+        channels: usize,
+        data: &[u8],
+    ) -> Result<Image> {
         if data.len() != width * height * channels {
-            return Err(Error::Image(format!("{} bytes for {width}x{height}x{channels}", data.len())));
+            return Err(Error::Image(format!(
+                "{} bytes for {width}x{height}x{channels}",
+                data.len()
+            )));
         }
         let mut planes = vec![0.0; data.len()];
         for (i, &v) in data.iter().enumerate() {
@@ -97,13 +123,19 @@ impl Image {
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(MAX_PIXELS * 8);
         reader.limits(limits);
-        let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+        let reader = reader
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?;
         let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
         let (w, h) = decoder.dimensions();
         if w as u64 * h as u64 > MAX_PIXELS {
-            return Err(err(format!("{w}x{h} is larger than the {MAX_PIXELS}-pixel limit")));
+            return Err(err(format!(
+                "{w}x{h} is larger than the {MAX_PIXELS}-pixel limit"
+            )));
         }
-        let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
         let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(e.to_string()))?;
         img.apply_orientation(orientation);
         Self::from_dynamic(img).map_err(|e| match e {
@@ -115,7 +147,10 @@ impl Image {
     pub fn from_dynamic(img: DynamicImage) -> Result<Image> {
         use image::ColorType as C;
         let color = img.color();
-        let sixteen_bit = matches!(color, C::L16 | C::La16 | C::Rgb16 | C::Rgba16 | C::Rgb32F | C::Rgba32F);
+        let sixteen_bit = matches!(
+            color,
+            C::L16 | C::La16 | C::Rgb16 | C::Rgba16 | C::Rgb32F | C::Rgba32F
+        );
         let gray = matches!(color, C::L8 | C::L16 | C::La8 | C::La16);
         let has_alpha = color.has_alpha();
         let (w, h) = (img.width() as usize, img.height() as usize);
@@ -173,20 +208,37 @@ impl Image {
         let (w, h) = (self.width as u32, self.height as u32);
         let has_alpha = self.alpha.is_some();
         if self.sixteen_bit {
-            let data = self.interleave(|v| (v * (65535.0 / 255.0)).clamp(0.0, 65535.0).round() as u16);
+            let data =
+                self.interleave(|v| (v * (65535.0 / 255.0)).clamp(0.0, 65535.0).round() as u16);
             match (self.channels, has_alpha) {
-                (1, false) => DynamicImage::ImageLuma16(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
-                (1, true) => DynamicImage::ImageLumaA16(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
-                (_, false) => DynamicImage::ImageRgb16(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
-                (_, true) => DynamicImage::ImageRgba16(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
+                (1, false) => DynamicImage::ImageLuma16(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
+                (1, true) => DynamicImage::ImageLumaA16(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
+                (_, false) => DynamicImage::ImageRgb16(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
+                (_, true) => DynamicImage::ImageRgba16(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
             }
         } else {
             let data = self.to_interleaved_u8();
             match (self.channels, has_alpha) {
-                (1, false) => DynamicImage::ImageLuma8(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
-                (1, true) => DynamicImage::ImageLumaA8(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
-                (_, false) => DynamicImage::ImageRgb8(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
-                (_, true) => DynamicImage::ImageRgba8(image::ImageBuffer::from_raw(w, h, data).expect("sized")),
+                (1, false) => DynamicImage::ImageLuma8(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
+                (1, true) => DynamicImage::ImageLumaA8(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
+                (_, false) => DynamicImage::ImageRgb8(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
+                (_, true) => DynamicImage::ImageRgba8(
+                    image::ImageBuffer::from_raw(w, h, data).expect("sized"),
+                ),
             }
         }
     }
@@ -196,21 +248,45 @@ impl Image {
     /// without alpha.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .unwrap_or_default();
         let format = image::ImageFormat::from_extension(&ext)
-            .filter(|f| matches!(f, image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::Tiff))
-            .ok_or_else(|| Error::Image(format!("{}: unsupported output format (use .png, .jpg or .tif)", path.display())))?;
+            .filter(|f| {
+                matches!(
+                    f,
+                    image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::Tiff
+                )
+            })
+            .ok_or_else(|| {
+                Error::Image(format!(
+                    "{}: unsupported output format (use .png, .jpg or .tif)",
+                    path.display()
+                ))
+            })?;
         let mut img = self.to_dynamic();
         if format == image::ImageFormat::Jpeg {
-            img = if self.channels == 1 { DynamicImage::ImageLuma8(img.into_luma8()) } else { DynamicImage::ImageRgb8(img.into_rgb8()) };
+            img = if self.channels == 1 {
+                DynamicImage::ImageLuma8(img.into_luma8())
+            } else {
+                DynamicImage::ImageRgb8(img.into_rgb8())
+            };
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let result = img.save_with_format(&tmp, format);
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Error::Image(format!("{}: cannot write: {e}", path.display())));
+            return Err(Error::Image(format!(
+                "{}: cannot write: {e}",
+                path.display()
+            )));
         }
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

@@ -31,22 +31,34 @@ impl Level {
         let values: Vec<f32> = match self {
             Level::Alpha(a) => vec![*a],
             Level::Sigma(s) => {
-                let first = axes.first().ok_or_else(|| Error::Level("the model has no level axis".into()))?;
+                let first = axes
+                    .first()
+                    .ok_or_else(|| Error::Level("the model has no level axis".into()))?;
                 vec![first.calibrate(*s)?]
             }
             Level::Axes(v) => v.clone(),
         };
-        if values.len() > axes.len().max(1) || values.len() > MAX_AXES || (axes.is_empty() && !values.is_empty()) {
+        if values.len() > axes.len().max(1)
+            || values.len() > MAX_AXES
+            || (axes.is_empty() && !values.is_empty())
+        {
             if axes.is_empty() {
                 return Err(Error::Level("the model has no level axis".into()));
             }
-            return Err(Error::Level(format!("{} values for a model with {} axes", values.len(), axes.len())));
+            return Err(Error::Level(format!(
+                "{} values for a model with {} axes",
+                values.len(),
+                axes.len()
+            )));
         }
         let mut out = [0.0; MAX_AXES];
         for (i, axis) in axes.iter().enumerate() {
             let v = *values.get(i).unwrap_or(&axis.min);
             if !v.is_finite() {
-                return Err(Error::Level(format!("{} = {v} is not a finite number", axis.name)));
+                return Err(Error::Level(format!(
+                    "{} = {v} is not a finite number",
+                    axis.name
+                )));
             }
             if !axis.extrapolate && (v < axis.min || v > axis.max) {
                 return Err(Error::Level(format!(

@@ -5,7 +5,12 @@ use crate::image::Image;
 /// PSNR in dB over all channels together; both images already clipped and rounded by the
 /// caller if the protocol asks for it. Infinite for identical images.
 pub fn psnr(reference: &[f32], test: &[f32]) -> f64 {
-    let mse = reference.iter().zip(test).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / reference.len().max(1) as f64;
+    let mse = reference
+        .iter()
+        .zip(test)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / reference.len().max(1) as f64;
     10.0 * (255.0f64 * 255.0 / mse).log10()
 }
 
@@ -23,7 +28,9 @@ pub fn psnr_images(reference: &Image, test: &Image) -> f64 {
 /// averaged over channels; valid windows only.
 pub fn ssim(reference: &[f32], test: &[f32], width: usize, height: usize, channels: usize) -> f64 {
     const R: usize = 5;
-    let g: Vec<f64> = (0..=2 * R).map(|i| (-((i as f64 - R as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let g: Vec<f64> = (0..=2 * R)
+        .map(|i| (-((i as f64 - R as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp())
+        .collect();
     let gs: f64 = g.iter().sum();
     let g: Vec<f64> = g.iter().map(|v| v / gs).collect();
     let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
@@ -66,7 +73,8 @@ pub fn ssim(reference: &[f32], test: &[f32], width: usize, height: usize, channe
             let sxx = filtered[2][i] - mx * mx;
             let syy = filtered[3][i] - my * my;
             let sxy = filtered[4][i] - mx * my;
-            total += ((2.0 * mx * my + c1) * (2.0 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2));
+            total += ((2.0 * mx * my + c1) * (2.0 * sxy + c2))
+                / ((mx * mx + my * my + c1) * (sxx + syy + c2));
             count += 1;
         }
     }
@@ -80,7 +88,12 @@ fn global_ssim(a: &[f32], b: &[f32], c1: f64, c2: f64) -> f64 {
     let my = b.iter().map(|&v| v as f64).sum::<f64>() / n;
     let sxx = a.iter().map(|&v| (v as f64 - mx).powi(2)).sum::<f64>() / n;
     let syy = b.iter().map(|&v| (v as f64 - my).powi(2)).sum::<f64>() / n;
-    let sxy = a.iter().zip(b).map(|(&x, &y)| (x as f64 - mx) * (y as f64 - my)).sum::<f64>() / n;
+    let sxy = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - mx) * (y as f64 - my))
+        .sum::<f64>()
+        / n;
     ((2.0 * mx * my + c1) * (2.0 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
 }
 
@@ -103,8 +116,19 @@ mod tests {
         let a: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 255) as f32).collect();
         assert!((ssim(&a, &a, w, h, 1) - 1.0).abs() < 1e-9);
         // Stronger noise, lower SSIM; always below 1 once anything differs.
-        let noisy = |amp: f32| -> Vec<f32> { a.iter().enumerate().map(|(i, v)| v + if i % 2 == 0 { amp } else { -amp }).collect() };
-        let scores: Vec<f64> = [10.0, 40.0, 80.0].iter().map(|&amp| ssim(&a, &noisy(amp), w, h, 1)).collect();
-        assert!(scores[0] < 1.0 && scores[0] > scores[1] && scores[1] > scores[2] && scores[2] > 0.0, "{scores:?}");
+        let noisy = |amp: f32| -> Vec<f32> {
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| v + if i % 2 == 0 { amp } else { -amp })
+                .collect()
+        };
+        let scores: Vec<f64> = [10.0, 40.0, 80.0]
+            .iter()
+            .map(|&amp| ssim(&a, &noisy(amp), w, h, 1))
+            .collect();
+        assert!(
+            scores[0] < 1.0 && scores[0] > scores[1] && scores[1] > scores[2] && scores[2] > 0.0,
+            "{scores:?}"
+        );
     }
 }

@@ -28,5 +28,8 @@ impl Rng {
 /// `values + N(0, sigma^2)`, not clipped (the denoising protocol's noisy input).
 pub fn add_gaussian(values: &[f32], sigma: f32, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
-    values.iter().map(|&v| v + sigma * rng.normal() as f32).collect()
+    values
+        .iter()
+        .map(|&v| v + sigma * rng.normal() as f32)
+        .collect()
 }

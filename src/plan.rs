@@ -24,7 +24,10 @@ pub struct Affine {
 
 impl Affine {
     pub fn constant(v: f32) -> Self {
-        Affine { offset: v, gain: [0.0; MAX_AXES] }
+        Affine {
+            offset: v,
+            gain: [0.0; MAX_AXES],
+        }
     }
     /// The value of level axis `axis`, times `scale`.
     pub fn axis(axis: usize, scale: f32) -> Self {
@@ -238,29 +241,45 @@ impl Op {
                         s.c
                     )));
                 }
-                Ok(Shape::new(c.cout, conv_out_dim(s.h, c.k, c.stride), conv_out_dim(s.w, c.k, c.stride)))
+                Ok(Shape::new(
+                    c.cout,
+                    conv_out_dim(s.h, c.k, c.stride),
+                    conv_out_dim(s.w, c.k, c.stride),
+                ))
             }
             Op::Depthwise(d) => {
                 if s.c != d.channels {
-                    return Err(Error::Shape(format!("depthwise expects {} channels, got {}", d.channels, s.c)));
+                    return Err(Error::Shape(format!(
+                        "depthwise expects {} channels, got {}",
+                        d.channels, s.c
+                    )));
                 }
                 Ok(s)
             }
             Op::Eltwise(e) => {
                 if s.c != e.channels {
-                    return Err(Error::Shape(format!("eltwise expects {} channels, got {}", e.channels, s.c)));
+                    return Err(Error::Shape(format!(
+                        "eltwise expects {} channels, got {}",
+                        e.channels, s.c
+                    )));
                 }
                 Ok(s)
             }
             Op::Unshuffle => {
                 if !s.h.is_multiple_of(2) || !s.w.is_multiple_of(2) {
-                    return Err(Error::Shape(format!("pixel unshuffle needs even sizes, got {}x{}", s.w, s.h)));
+                    return Err(Error::Shape(format!(
+                        "pixel unshuffle needs even sizes, got {}x{}",
+                        s.w, s.h
+                    )));
                 }
                 Ok(Shape::new(s.c * 4, s.h / 2, s.w / 2))
             }
             Op::Shuffle => {
                 if !s.c.is_multiple_of(4) {
-                    return Err(Error::Shape(format!("pixel shuffle needs channels divisible by 4, got {}", s.c)));
+                    return Err(Error::Shape(format!(
+                        "pixel shuffle needs channels divisible by 4, got {}",
+                        s.c
+                    )));
                 }
                 Ok(Shape::new(s.c / 4, s.h * 2, s.w * 2))
             }
@@ -276,17 +295,22 @@ impl Plan {
         shapes[0] = Some(Shape::new(self.in_channels, h, w));
         for n in &self.nodes {
             let get = |t: TensorId| -> Result<Shape> {
-                shapes
-                    .get(t)
-                    .copied()
-                    .flatten()
-                    .ok_or_else(|| Error::Graph(format!("node '{}' reads tensor {t} before it is written", n.name)))
+                shapes.get(t).copied().flatten().ok_or_else(|| {
+                    Error::Graph(format!(
+                        "node '{}' reads tensor {t} before it is written",
+                        n.name
+                    ))
+                })
             };
             let s = get(n.input)?;
             let out = n.op.out_shape(s).map_err(|e| e.in_node(&n.name))?;
             for &o in &n.others {
                 let so = get(o)?;
-                let want = if matches!(n.op, Op::Eltwise(_)) { s } else { out };
+                let want = if matches!(n.op, Op::Eltwise(_)) {
+                    s
+                } else {
+                    out
+                };
                 if so != want {
                     return Err(Error::Shape(format!(
                         "node '{}': other tensor is {}x{}x{}, expected {}x{}x{}",
@@ -295,7 +319,10 @@ impl Plan {
                 }
             }
             if n.output >= self.num_tensors || shapes[n.output].is_some() {
-                return Err(Error::Graph(format!("node '{}' writes tensor {} twice or out of range", n.name, n.output)));
+                return Err(Error::Graph(format!(
+                    "node '{}' writes tensor {} twice or out of range",
+                    n.name, n.output
+                )));
             }
             shapes[n.output] = Some(out);
         }

@@ -10,11 +10,18 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn zeros(shape: Shape) -> Self {
-        Tensor { shape, data: vec![0.0; shape.len()] }
+        Tensor {
+            shape,
+            data: vec![0.0; shape.len()],
+        }
     }
     /// Panics if `data` does not hold `shape.len()` values; internal constructors only.
     pub fn from_vec(shape: Shape, data: Vec<f32>) -> Self {
-        assert_eq!(shape.len(), data.len(), "tensor data does not match its shape");
+        assert_eq!(
+            shape.len(),
+            data.len(),
+            "tensor data does not match its shape"
+        );
         Tensor { shape, data }
     }
     #[inline]
@@ -22,6 +29,10 @@ impl Tensor {
         self.data[(c * self.shape.h + y) * self.shape.w + x]
     }
     pub fn max_abs_diff(&self, other: &Tensor) -> f32 {
-        self.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
     }
 }

@@ -15,16 +15,24 @@
 
 use std::path::PathBuf;
 
-use tunable::{metrics, noise, BackendChoice, Engine, EngineOptions, Image, Level, Lowering, Model};
+use tunable::{
+    metrics, noise, BackendChoice, Engine, EngineOptions, Image, Level, Lowering, Model,
+};
 
 fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
     let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-    t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    t.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// How far from the bottom / right edge (in pixels, 1 = the last row or column) the outputs still
@@ -57,7 +65,11 @@ fn crop_run(model: &Model, file: &str, channels: usize, sigma: f32) -> (f32, f32
     let (h, w) = (shape[1], shape[2]);
     let img = Image::from_planes(w, h, channels, f32s(&st, "noisy")).unwrap();
     let out = model.run(&img, Level::sigma(sigma)).unwrap();
-    (max_diff(out.planes(), &f32s(&st, "package")), max_diff(out.planes(), &f32s(&st, "package_rep")), out.planes().to_vec())
+    (
+        max_diff(out.planes(), &f32s(&st, "package")),
+        max_diff(out.planes(), &f32s(&st, "package_rep")),
+        out.planes().to_vec(),
+    )
 }
 
 #[test]
@@ -67,11 +79,15 @@ fn ffdnet_reproduction() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json"),
+    )
+    .unwrap();
     let channels = manifest["channels"].as_u64().unwrap() as usize;
     let model_path = manifest["model"].as_str().unwrap();
-    let cpu = Engine::cpu().load_with(model_path, Lowering::Fused).expect("load the converted model");
+    let cpu = Engine::cpu()
+        .load_with(model_path, Lowering::Fused)
+        .expect("load the converted model");
     assert_eq!(cpu.spec().family, "ffdnet");
     let mut results = vec![];
     let t0 = std::time::Instant::now();
@@ -86,7 +102,9 @@ fn ffdnet_reproduction() {
         let noisy_rs = noise::add_gaussian(clean.planes(), sigma, seed);
         let noisy_py = f32s(&st, "noisy");
         let diff_noise = max_diff(&noisy_rs, &noisy_py);
-        let out = cpu.run(&clean.with_planes(noisy_py).unwrap(), Level::sigma(sigma)).unwrap();
+        let out = cpu
+            .run(&clean.with_planes(noisy_py).unwrap(), Level::sigma(sigma))
+            .unwrap();
         let (pkg, rep) = (f32s(&st, "package"), f32s(&st, "package_rep"));
         let row = serde_json::json!({
             "image": it["clean"], "sigma": sigma, "width": clean.width(), "height": clean.height(),
@@ -99,13 +117,25 @@ fn ffdnet_reproduction() {
             "psnr_package_rep": psnr(clean.planes(), &rep),
         });
         if n % 20 == 0 {
-            println!("{}/{} ({:.0} s): {row}", n + 1, items.len(), t0.elapsed().as_secs_f64());
+            println!(
+                "{}/{} ({:.0} s): {row}",
+                n + 1,
+                items.len(),
+                t0.elapsed().as_secs_f64()
+            );
         }
         results.push(row);
     }
     let mut crops = vec![];
-    if std::env::var("TUNABLE_FFDNET_GPU").map(|v| v == "1").unwrap_or(false) {
-        let opts = EngineOptions { backend: BackendChoice::Gpu, quiet: true, ..Default::default() };
+    if std::env::var("TUNABLE_FFDNET_GPU")
+        .map(|v| v == "1")
+        .unwrap_or(false)
+    {
+        let opts = EngineOptions {
+            backend: BackendChoice::Gpu,
+            quiet: true,
+            ..Default::default()
+        };
         match Engine::with_options(opts) {
             Err(e) => println!("no GPU adapter ({e}): GPU crops skipped"),
             Ok(gpu_engine) => {
@@ -129,19 +159,40 @@ fn ffdnet_reproduction() {
         println!("crop: {c}");
     }
     let doc = serde_json::json!({"model": model_path, "backend": Engine::cpu().describe(), "items": results, "crops": crops});
-    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-    let worst_noise = results.iter().map(|r| r["diff_noise"].as_f64().unwrap()).fold(0.0, f64::max);
-    assert_eq!(worst_noise, 0.0, "the script's noise differs from tunable::noise::add_gaussian");
-    let worst = results.iter().map(|r| r["diff_package"].as_f64().unwrap()).fold(0.0, f64::max);
-    println!("{} images in {:.0} s; max |ours - package| = {worst}", results.len(), t0.elapsed().as_secs_f64());
-    assert!(worst < 0.05, "the engine differs from the package by {worst} (0..255 scale)");
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    let worst_noise = results
+        .iter()
+        .map(|r| r["diff_noise"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(
+        worst_noise, 0.0,
+        "the script's noise differs from tunable::noise::add_gaussian"
+    );
+    let worst = results
+        .iter()
+        .map(|r| r["diff_package"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    println!(
+        "{} images in {:.0} s; max |ours - package| = {worst}",
+        results.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        worst < 0.05,
+        "the engine differs from the package by {worst} (0..255 scale)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Always-on checks of the engine behaviour the reproduction depends on (golden ffdnet model).
 
 fn golden_ffdnet(engine: &Engine) -> Model {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/ffdnet.safetensors");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/ffdnet.safetensors");
     engine.load_with(path, Lowering::Fused).unwrap()
 }
 
@@ -170,7 +221,14 @@ fn odd_size_is_reflect_padded() {
 fn pad_reflect_sources() {
     use tunable::tensor::{Shape, Tensor};
     // (stored h, stored w, padded h, padded w, expected source row of each padded row, of each column)
-    type Case = (usize, usize, usize, usize, &'static [usize], &'static [usize]);
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        &'static [usize],
+        &'static [usize],
+    );
     let cases: &[Case] = &[
         (3, 2, 4, 2, &[0, 1, 2, 1], &[0, 1]),
         (2, 3, 2, 4, &[0, 1], &[0, 1, 2, 1]),
@@ -180,7 +238,9 @@ fn pad_reflect_sources() {
     ];
     for &(h, w, ph, pw, rows, cols) in cases {
         // Value = 100 * row + col, in two channels (the second offset by 1000).
-        let data = (0..2 * h * w).map(|i| (1000 * (i / (h * w)) + 100 * (i / w % h) + i % w) as f32).collect();
+        let data = (0..2 * h * w)
+            .map(|i| (1000 * (i / (h * w)) + 100 * (i / w % h) + i % w) as f32)
+            .collect();
         let t = Tensor::from_vec(Shape::new(2, h, w), data);
         let p = tunable::engine::pad_reflect(&t, ph, pw);
         for ch in 0..2 {
@@ -199,13 +259,27 @@ fn pad_reflect_sources() {
 #[test]
 fn ffdnet_tiled_matches_untiled() {
     let whole = golden_ffdnet(&Engine::cpu());
-    let tiled = golden_ffdnet(&Engine::with_options(EngineOptions { backend: BackendChoice::Cpu, max_tile: 16, ..Default::default() }).unwrap());
+    let tiled = golden_ffdnet(
+        &Engine::with_options(EngineOptions {
+            backend: BackendChoice::Cpu,
+            max_tile: 16,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
     let lv = whole.level_vec(&Level::sigma(40.0)).unwrap();
     let x = ramp(3, 45, 37);
     let tiles = std::sync::atomic::AtomicUsize::new(0);
     let a = whole.run_tensor(&x, &lv, &|_, _| {}).unwrap();
-    let b = tiled.run_tensor(&x, &lv, &|_, n| tiles.store(n, std::sync::atomic::Ordering::Relaxed)).unwrap();
-    assert!(tiles.load(std::sync::atomic::Ordering::Relaxed) > 4, "the image was not tiled");
+    let b = tiled
+        .run_tensor(&x, &lv, &|_, n| {
+            tiles.store(n, std::sync::atomic::Ordering::Relaxed)
+        })
+        .unwrap();
+    assert!(
+        tiles.load(std::sync::atomic::Ordering::Relaxed) > 4,
+        "the image was not tiled"
+    );
     let d = a.max_abs_diff(&b);
     assert!(d <= 1e-6, "tiled differs from untiled by {d}");
 }

@@ -7,12 +7,20 @@ use support::ModelBuilder;
 use tunable::{BackendChoice, Engine, EngineOptions, Image, Level, Lowering};
 
 fn engine(backend: BackendChoice, max_tile: usize) -> Engine {
-    Engine::with_options(EngineOptions { backend, max_tile, quiet: true, ..Default::default() }).unwrap()
+    Engine::with_options(EngineOptions {
+        backend,
+        max_tile,
+        quiet: true,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 fn textured(w: usize, h: usize, c: usize) -> Image {
     let mut rng = tunable::noise::Rng::new(3);
-    let planes = (0..w * h * c).map(|i| ((i % w) as f32 * 3.0 + (rng.normal() * 40.0) as f32).rem_euclid(255.0)).collect();
+    let planes = (0..w * h * c)
+        .map(|i| ((i % w) as f32 * 3.0 + (rng.normal() * 40.0) as f32).rem_euclid(255.0))
+        .collect();
     Image::from_planes(w, h, c, planes).unwrap()
 }
 
@@ -21,8 +29,12 @@ fn tiled_equals_untiled_exactly_on_the_reference() {
     let bytes = ModelBuilder::unshuffle_resnet(3, 8, 2).bytes();
     // Odd sizes: the bottom/right replicate padding and the crop take part too.
     let img = textured(45, 33, 3);
-    let whole = engine(BackendChoice::Reference, 4096).load_bytes(&bytes, Lowering::Fused).unwrap();
-    let tiled = engine(BackendChoice::Reference, 16).load_bytes(&bytes, Lowering::Fused).unwrap();
+    let whole = engine(BackendChoice::Reference, 4096)
+        .load_bytes(&bytes, Lowering::Fused)
+        .unwrap();
+    let tiled = engine(BackendChoice::Reference, 16)
+        .load_bytes(&bytes, Lowering::Fused)
+        .unwrap();
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let a = whole.run(&img, Level::alpha(0.6)).unwrap();
     let b = tiled
@@ -31,18 +43,31 @@ fn tiled_equals_untiled_exactly_on_the_reference() {
         })
         .unwrap();
     assert!(calls.into_inner() > 4, "the small tile size really tiled");
-    assert_eq!(a.planes(), b.planes(), "stitched tiles differ from the untiled result");
+    assert_eq!(
+        a.planes(),
+        b.planes(),
+        "stitched tiles differ from the untiled result"
+    );
 }
 
 #[test]
 fn tiled_matches_untiled_on_the_fast_cpu_executor() {
     let bytes = ModelBuilder::unshuffle_resnet(3, 8, 2).bytes();
     let img = textured(70, 41, 3);
-    let whole = engine(BackendChoice::Cpu, 4096).load_bytes(&bytes, Lowering::Fused).unwrap();
-    let tiled = engine(BackendChoice::Cpu, 24).load_bytes(&bytes, Lowering::Fused).unwrap();
+    let whole = engine(BackendChoice::Cpu, 4096)
+        .load_bytes(&bytes, Lowering::Fused)
+        .unwrap();
+    let tiled = engine(BackendChoice::Cpu, 24)
+        .load_bytes(&bytes, Lowering::Fused)
+        .unwrap();
     let a = whole.run(&img, Level::alpha(0.3)).unwrap();
     let b = tiled.run(&img, Level::alpha(0.3)).unwrap();
-    let d = a.planes().iter().zip(b.planes()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let d = a
+        .planes()
+        .iter()
+        .zip(b.planes())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     println!("fast CPU tiled vs untiled: max |diff| = {d:e} (0..255 scale)");
     // Same math per pixel, but the fast executor's Winograd tiles and GEMM blocks fall at other
     // offsets inside a tile, so rounding differs: allow 1e-2 on the 0..255 scale (4e-5

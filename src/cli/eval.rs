@@ -47,8 +47,15 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-            matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "tif" | "tiff" | "bmp")
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            matches!(
+                ext.as_str(),
+                "png" | "jpg" | "jpeg" | "tif" | "tiff" | "bmp"
+            )
         })
         .collect();
     files.sort();
@@ -65,11 +72,23 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if let Some(n) = a.limit {
         files.truncate(n);
     }
-    let images: Vec<Image> = files.iter().map(Image::open).collect::<tunable::Result<_>>()?;
-    eprintln!("{} images from {} on {}", images.len(), a.data.display(), engine.describe());
+    let images: Vec<Image> = files
+        .iter()
+        .map(Image::open)
+        .collect::<tunable::Result<_>>()?;
+    eprintln!(
+        "{} images from {} on {}",
+        images.len(),
+        a.data.display(),
+        engine.describe()
+    );
     let mut rows = vec![];
     // The level column is named after the model's first axis (alpha, or sigma for FFDNet).
-    let axis_name = model.axes().first().map(|a| a.name.as_str()).unwrap_or("level");
+    let axis_name = model
+        .axes()
+        .first()
+        .map(|a| a.name.as_str())
+        .unwrap_or("level");
     println!("| sigma | level ({axis_name}) | PSNR (dB) | SSIM |");
     println!("|---|---|---|---|");
     for &sigma in &a.sigma {
@@ -83,7 +102,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
                 Level::sigma(sigma)
             }
         };
-        let alpha = model.level_vec(&level)?.first().copied().filter(|_| !model.axes().is_empty());
+        let alpha = model
+            .level_vec(&level)?
+            .first()
+            .copied()
+            .filter(|_| !model.axes().is_empty());
         // Images in parallel: the scoring (noise, SSIM) runs on the CPU beside the model.
         let scores: Vec<(f64, f64)> = images
             .par_iter()
@@ -94,15 +117,35 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
                 let out = model.run(&noisy, level.clone())?;
                 let restored = metrics::quantize(out.planes());
                 let p = metrics::psnr(clean.planes(), &restored);
-                let s = metrics::ssim(clean.planes(), &restored, clean.width(), clean.height(), clean.channels());
+                let s = metrics::ssim(
+                    clean.planes(),
+                    &restored,
+                    clean.width(),
+                    clean.height(),
+                    clean.channels(),
+                );
                 Ok((p, s))
             })
             .collect::<tunable::Result<_>>()?;
-        let (psnr, ssim) = scores.iter().fold((0.0, 0.0), |(p, s), (a, b)| (p + a, s + b));
+        let (psnr, ssim) = scores
+            .iter()
+            .fold((0.0, 0.0), |(p, s), (a, b)| (p + a, s + b));
         let n = images.len() as f64;
-        let row = Row { sigma, alpha, psnr: psnr / n, ssim: ssim / n, images: images.len() };
-        let alpha_s = row.alpha.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-        println!("| {} | {} | {:.2} | {:.4} |", sigma, alpha_s, row.psnr, row.ssim);
+        let row = Row {
+            sigma,
+            alpha,
+            psnr: psnr / n,
+            ssim: ssim / n,
+            images: images.len(),
+        };
+        let alpha_s = row
+            .alpha
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {} | {:.2} | {:.4} |",
+            sigma, alpha_s, row.psnr, row.ssim
+        );
         rows.push(row);
     }
     if let Some(path) = a.json {
@@ -113,7 +156,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             "data": a.data.display().to_string(),
             "results": rows,
         });
-        std::fs::write(&path, serde_json::to_string_pretty(&doc)?).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&doc)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -24,20 +24,37 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     println!("{}", gpu.info());
     // One 3x3 conv, 16 -> 16 channels on 33x31 pixels with a level mix, on both sides.
     let mut rng = Rng::new(7);
-    let mut r = |n: usize| (0..n).map(|_| rng.normal() as f32 * 0.2).collect::<Vec<f32>>();
+    let mut r = |n: usize| {
+        (0..n)
+            .map(|_| rng.normal() as f32 * 0.2)
+            .collect::<Vec<f32>>()
+    };
     let (cin, cout, k) = (16, 16, 3);
     let conv = Conv2d {
         cin,
         cout,
         k,
         stride: 1,
-        mix: Mix { coefs: vec![Affine::axis(0, 1.0)] },
+        mix: Mix {
+            coefs: vec![Affine::axis(0, 1.0)],
+        },
         weight: r(2 * cout * cin * k * k),
-        epilogue: Epilogue { bias: r(2 * cout), scale_shift: None, act: Activation::Relu, combine: None },
+        epilogue: Epilogue {
+            bias: r(2 * cout),
+            scale_shift: None,
+            act: Activation::Relu,
+            combine: None,
+        },
         noise_channel: None,
         unfused_mix: false,
     };
-    let node = Node { name: "check".into(), op: Op::Conv2d(conv), input: 0, others: vec![], output: 1 };
+    let node = Node {
+        name: "check".into(),
+        op: Op::Conv2d(conv),
+        input: 0,
+        others: vec![],
+        output: 1,
+    };
     let x = Tensor::from_vec(Shape::new(cin, 31, 33), r(cin * 31 * 33));
     let level = [0.37, 0.0, 0.0, 0.0];
     let t = std::time::Instant::now();

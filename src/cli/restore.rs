@@ -30,7 +30,11 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if same_file(&a.input, &a.output) && !a.force {
-        return Err(format!("the output {} is the input; pass --force to overwrite it", a.output.display()).into());
+        return Err(format!(
+            "the output {} is the input; pass --force to overwrite it",
+            a.output.display()
+        )
+        .into());
     }
     let image = Image::open(&a.input)?;
     let engine = ctx.engine()?;
@@ -45,13 +49,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         (None, None) => {
             let sigma = estimate::noise_sigma(&image);
             let lv = model.level_vec(&Level::sigma(sigma))?;
-            eprintln!("estimated noise sigma {sigma:.2}; using {} = {:.3}", model.axes()[0].name, lv[0]);
+            eprintln!(
+                "estimated noise sigma {sigma:.2}; using {} = {:.3}",
+                model.axes()[0].name,
+                lv[0]
+            );
             warn_if_clamped(&model, sigma);
             Level::sigma(sigma)
         }
     };
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed}").expect("static template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed}")
+            .expect("static template"),
+    );
     let out = model.run_with_progress(&image, level, &|done, total| {
         if total > 1 {
             bar.set_length(total as u64);

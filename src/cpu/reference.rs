@@ -3,7 +3,10 @@
 
 use rayon::prelude::*;
 
-use crate::plan::{conv_out_dim, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op, Plan, Shape};
+use crate::plan::{
+    conv_out_dim, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op, Plan,
+    Shape,
+};
 use crate::tensor::Tensor;
 
 /// The epilogue's level-dependent vectors evaluated at one level.
@@ -18,9 +21,15 @@ impl<'a> EvalEpilogue<'a> {
     fn new(ep: &'a Epilogue, coefs: &[f32]) -> Self {
         EvalEpilogue {
             bias: Mix::apply(&ep.bias, coefs),
-            scale_shift: ep.scale_shift.as_ref().map(|(s, t)| (Mix::apply(s, coefs), Mix::apply(t, coefs))),
+            scale_shift: ep
+                .scale_shift
+                .as_ref()
+                .map(|(s, t)| (Mix::apply(s, coefs), Mix::apply(t, coefs))),
             combine: ep.combine.as_ref().map(|Combine { u, v }| {
-                (Mix::apply(u, coefs), v.iter().map(|vi| Mix::apply(vi, coefs)).collect())
+                (
+                    Mix::apply(u, coefs),
+                    v.iter().map(|vi| Mix::apply(vi, coefs)).collect(),
+                )
             }),
             ep,
         }
@@ -55,28 +64,35 @@ pub fn conv2d(conv: &Conv2d, level: &LevelVec, x: &Tensor, others: &[&Tensor]) -
     let tcin = conv.tensor_cin();
     let mut out = Tensor::zeros(out_shape);
     let plane = out_shape.h * out_shape.w;
-    out.data.par_chunks_mut(plane.max(1)).enumerate().for_each(|(co, dst)| {
-        for oy in 0..out_shape.h {
-            for ox in 0..out_shape.w {
-                let mut acc = 0.0f32;
-                for ci in 0..conv.cin {
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let iy = (oy * s + ky) as isize - pad;
-                            let ix = (ox * s + kx) as isize - pad;
-                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                                continue; // zero padding
+    out.data
+        .par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(co, dst)| {
+            for oy in 0..out_shape.h {
+                for ox in 0..out_shape.w {
+                    let mut acc = 0.0f32;
+                    for ci in 0..conv.cin {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * s + ky) as isize - pad;
+                                let ix = (ox * s + kx) as isize - pad;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue; // zero padding
+                                }
+                                let v = if ci < tcin {
+                                    x.at(ci, iy as usize, ix as usize)
+                                } else {
+                                    noise.unwrap_or(0.0)
+                                };
+                                acc += v * w[((co * conv.cin + ci) * k + ky) * k + kx];
                             }
-                            let v = if ci < tcin { x.at(ci, iy as usize, ix as usize) } else { noise.unwrap_or(0.0) };
-                            acc += v * w[((co * conv.cin + ci) * k + ky) * k + kx];
                         }
                     }
+                    let idx = co * plane + oy * out_shape.w + ox;
+                    dst[oy * out_shape.w + ox] = ep.apply(acc, co, idx, others);
                 }
-                let idx = co * plane + oy * out_shape.w + ox;
-                dst[oy * out_shape.w + ox] = ep.apply(acc, co, idx, others);
             }
-        }
-    });
+        });
     out
 }
 
@@ -89,25 +105,29 @@ pub fn depthwise(dw: &Depthwise, level: &LevelVec, x: &Tensor, others: &[&Tensor
     let Shape { c, h, w: wd } = x.shape;
     let mut out = Tensor::zeros(x.shape);
     let plane = h * wd;
-    out.data.par_chunks_mut(plane.max(1)).enumerate().take(c).for_each(|(ch, dst)| {
-        for y in 0..h {
-            for xx in 0..wd {
-                let mut acc = 0.0f32;
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let iy = (y + ky) as isize - pad;
-                        let ix = (xx + kx) as isize - pad;
-                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                            continue;
+    out.data
+        .par_chunks_mut(plane.max(1))
+        .enumerate()
+        .take(c)
+        .for_each(|(ch, dst)| {
+            for y in 0..h {
+                for xx in 0..wd {
+                    let mut acc = 0.0f32;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (y + ky) as isize - pad;
+                            let ix = (xx + kx) as isize - pad;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                continue;
+                            }
+                            acc += x.at(ch, iy as usize, ix as usize) * w[(ch * k + ky) * k + kx];
                         }
-                        acc += x.at(ch, iy as usize, ix as usize) * w[(ch * k + ky) * k + kx];
                     }
+                    let idx = ch * plane + y * wd + xx;
+                    dst[y * wd + xx] = ep.apply(acc, ch, idx, others);
                 }
-                let idx = ch * plane + y * wd + xx;
-                dst[y * wd + xx] = ep.apply(acc, ch, idx, others);
             }
-        }
-    });
+        });
     out
 }
 
@@ -212,12 +232,21 @@ pub fn ftn_transform(weight: &[f32], cout: usize, cin: usize, k: usize, p: &FtnP
         let src = &weight[f * cin * kk..(f + 1) * cin * kk];
         group_conv(src, p.w1, p.b1, &mut hidden);
         for (i, v) in hidden.iter_mut().enumerate() {
-            let s = if p.slope.len() == 1 { p.slope[0] } else { p.slope[i / kk] };
+            let s = if p.slope.len() == 1 {
+                p.slope[0]
+            } else {
+                p.slope[i / kk]
+            };
             if *v < 0.0 {
                 *v *= s;
             }
         }
-        group_conv(&hidden, p.w2, p.b2, &mut out[f * cin * kk..(f + 1) * cin * kk]);
+        group_conv(
+            &hidden,
+            p.w2,
+            p.b2,
+            &mut out[f * cin * kk..(f + 1) * cin * kk],
+        );
     }
     out
 }
@@ -238,8 +267,14 @@ pub fn run_plan(plan: &Plan, level: &LevelVec, input: &Tensor) -> Tensor {
     let mut tensors: Vec<Option<Tensor>> = vec![None; plan.num_tensors];
     tensors[0] = Some(input.clone());
     for node in &plan.nodes {
-        let x = tensors[node.input].as_ref().expect("plan order checked by Plan::shapes");
-        let others: Vec<&Tensor> = node.others.iter().map(|&o| tensors[o].as_ref().expect("checked")).collect();
+        let x = tensors[node.input]
+            .as_ref()
+            .expect("plan order checked by Plan::shapes");
+        let others: Vec<&Tensor> = node
+            .others
+            .iter()
+            .map(|&o| tensors[o].as_ref().expect("checked"))
+            .collect();
         let y = run_node(node, level, x, &others);
         tensors[node.output] = Some(y);
     }

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::model::spec::{GainSpec, ModSpec, NodeSpec, Spec};
 use crate::model::tensors::TensorStore;
 use crate::plan::{
-    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, Mix, Node, Op, Plan, MAX_AXES,
-    MAX_DELTAS,
+    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, Mix, Node, Op, Plan,
+    MAX_AXES, MAX_DELTAS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,7 +33,10 @@ struct Mv {
 
 impl Mv {
     fn fixed(base: Vec<f32>) -> Mv {
-        Mv { base, deltas: vec![] }
+        Mv {
+            base,
+            deltas: vec![],
+        }
     }
     fn constant(n: usize, v: f32) -> Mv {
         Mv::fixed(vec![v; n])
@@ -88,7 +91,9 @@ impl MixBuilder {
         out
     }
     fn mix(&self) -> Mix {
-        Mix { coefs: self.0.clone() }
+        Mix {
+            coefs: self.0.clone(),
+        }
     }
 }
 
@@ -103,9 +108,27 @@ struct LEpilogue {
 
 #[derive(Clone, Debug)]
 enum LOp {
-    Conv { cin: usize, cout: usize, k: usize, stride: usize, weight: Mv, noise: Option<Affine>, epi: LEpilogue },
-    Depthwise { c: usize, k: usize, weight: Mv, epi: LEpilogue },
-    Eltwise { c: usize, u: Mv, v: Option<(usize, Mv)>, act: Activation },
+    Conv {
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        weight: Mv,
+        noise: Option<Affine>,
+        epi: LEpilogue,
+    },
+    Depthwise {
+        c: usize,
+        k: usize,
+        weight: Mv,
+        epi: LEpilogue,
+    },
+    Eltwise {
+        c: usize,
+        u: Mv,
+        v: Option<(usize, Mv)>,
+        act: Activation,
+    },
     Unshuffle,
     Shuffle,
 }
@@ -156,7 +179,10 @@ pub fn lower(spec: &Spec, tensors: &TensorStore, mode: Lowering, ftn: FtnFn) -> 
         let n = &spec.nodes[i];
         l.node(n).map_err(|e| e.in_node(&n.name))?;
     }
-    let output = *l.value_of.get(spec.output.as_str()).expect("topo_order checked the output");
+    let output = *l
+        .value_of
+        .get(spec.output.as_str())
+        .expect("topo_order checked the output");
     if l.channels[output] != spec.out_channels {
         return Err(Error::Graph(format!(
             "output '{}' has {} channels, the spec says {}",
@@ -169,17 +195,21 @@ pub fn lower(spec: &Spec, tensors: &TensorStore, mode: Lowering, ftn: FtnFn) -> 
 /// Orders the nodes the output depends on so that every input comes first (Kahn's algorithm,
 /// ties broken by file order); names a missing input or a cycle.
 fn topo_order(spec: &Spec) -> Result<Vec<usize>> {
-    let index: HashMap<&str, usize> = spec.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-    let lookup = |name: &str, by: &str| -> Result<Option<usize>> {
-        if name == "input" {
-            return Ok(None);
-        }
-        index
-            .get(name)
-            .copied()
-            .map(Some)
-            .ok_or_else(|| Error::Graph(format!("node '{by}' reads '{name}', which is not a node")))
-    };
+    let index: HashMap<&str, usize> = spec
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let lookup =
+        |name: &str, by: &str| -> Result<Option<usize>> {
+            if name == "input" {
+                return Ok(None);
+            }
+            index.get(name).copied().map(Some).ok_or_else(|| {
+                Error::Graph(format!("node '{by}' reads '{name}', which is not a node"))
+            })
+        };
     // Only nodes the output depends on are run.
     let mut needed = vec![false; spec.nodes.len()];
     let mut stack: Vec<usize> = lookup(&spec.output, "output")?.into_iter().collect();
@@ -214,7 +244,10 @@ fn topo_order(spec: &Spec) -> Result<Vec<usize>> {
         }
     }
     if let Some((&i, _)) = pending.iter().next() {
-        return Err(Error::Graph(format!("node '{}' is part of a cycle", spec.nodes[i].name)));
+        return Err(Error::Graph(format!(
+            "node '{}' is part of a cycle",
+            spec.nodes[i].name
+        )));
     }
     Ok(order)
 }
@@ -224,21 +257,32 @@ fn parse_act(n: &NodeSpec, channels: usize, tensors: &TensorStore) -> Result<Act
         "none" => Ok(Activation::None),
         "relu" => Ok(Activation::Relu),
         "prelu" => {
-            let name = n.prelu.as_deref().ok_or_else(|| Error::Graph("act 'prelu' needs a 'prelu' tensor".into()))?;
+            let name = n
+                .prelu
+                .as_deref()
+                .ok_or_else(|| Error::Graph("act 'prelu' needs a 'prelu' tensor".into()))?;
             let t = tensors.vector(name)?;
             match t.len() {
                 1 => Ok(Activation::Prelu(vec![t[0]; channels])),
                 c if c == channels => Ok(Activation::Prelu(t.to_vec())),
-                c => Err(Error::Tensor { name: name.into(), message: format!("has {c} values, expected 1 or {channels}") }),
+                c => Err(Error::Tensor {
+                    name: name.into(),
+                    message: format!("has {c} values, expected 1 or {channels}"),
+                }),
             }
         }
-        other => Err(Error::Graph(format!("unknown activation '{other}' (none, relu, prelu)"))),
+        other => Err(Error::Graph(format!(
+            "unknown activation '{other}' (none, relu, prelu)"
+        ))),
     }
 }
 
 fn axis_coef(spec: &Spec, axis: usize) -> Result<Affine> {
     if axis >= spec.levels.len() || axis >= MAX_AXES {
-        return Err(Error::Graph(format!("level axis {axis} does not exist (the model has {})", spec.levels.len())));
+        return Err(Error::Graph(format!(
+            "level axis {axis} does not exist (the model has {})",
+            spec.levels.len()
+        )));
     }
     Ok(Affine::axis(axis, 1.0))
 }
@@ -249,22 +293,34 @@ fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
 
 impl<'a> Lowerer<'a> {
     fn input(&self, n: &NodeSpec, i: usize) -> Result<usize> {
-        let name = n
-            .inputs
-            .get(i)
-            .ok_or_else(|| Error::Graph(format!("op '{}' needs {} input(s), got {}", n.op, i + 1, n.inputs.len())))?;
+        let name = n.inputs.get(i).ok_or_else(|| {
+            Error::Graph(format!(
+                "op '{}' needs {} input(s), got {}",
+                n.op,
+                i + 1,
+                n.inputs.len()
+            ))
+        })?;
         Ok(self.value_of[name.as_str()])
     }
 
     fn expect_inputs(&self, n: &NodeSpec, count: usize) -> Result<()> {
         if n.inputs.len() != count {
-            return Err(Error::Graph(format!("op '{}' takes {count} input(s), got {}", n.op, n.inputs.len())));
+            return Err(Error::Graph(format!(
+                "op '{}' takes {count} input(s), got {}",
+                n.op,
+                n.inputs.len()
+            )));
         }
         Ok(())
     }
 
     fn push(&mut self, name: &'a str, op: LOp, input: usize, channels: usize) {
-        self.nodes.push(LNode { name: name.to_string(), op, input });
+        self.nodes.push(LNode {
+            name: name.to_string(),
+            op,
+            input,
+        });
         self.channels.push(channels);
         self.value_of.insert(name, self.nodes.len());
     }
@@ -281,7 +337,9 @@ impl<'a> Lowerer<'a> {
                 let c = self.channels[x];
                 if n.op == "shuffle" {
                     if !c.is_multiple_of(4) {
-                        return Err(Error::Shape(format!("pixel shuffle needs channels divisible by 4, got {c}")));
+                        return Err(Error::Shape(format!(
+                            "pixel shuffle needs channels divisible by 4, got {c}"
+                        )));
                     }
                     self.push(&n.name, LOp::Shuffle, x, c / 4);
                 } else {
@@ -296,13 +354,22 @@ impl<'a> Lowerer<'a> {
     fn conv(&mut self, n: &'a NodeSpec) -> Result<()> {
         self.expect_inputs(n, 1)?;
         let x = self.input(n, 0)?;
-        let wname = n.weight.as_deref().ok_or_else(|| Error::Graph("conv needs a 'weight'".into()))?;
+        let wname = n
+            .weight
+            .as_deref()
+            .ok_or_else(|| Error::Graph("conv needs a 'weight'".into()))?;
         let shape = self.tensors.shape(wname)?;
         let [cout, cin, k, k2] = shape[..] else {
-            return Err(Error::Tensor { name: wname.into(), message: format!("conv weight must be 4-D, got {shape:?}") });
+            return Err(Error::Tensor {
+                name: wname.into(),
+                message: format!("conv weight must be 4-D, got {shape:?}"),
+            });
         };
         if k != k2 || ![1, 3, 5, 7].contains(&k) {
-            return Err(Error::Tensor { name: wname.into(), message: format!("kernel {k}x{k2} is not 1, 3, 5 or 7 square") });
+            return Err(Error::Tensor {
+                name: wname.into(),
+                message: format!("kernel {k}x{k2} is not 1, 3, 5 or 7 square"),
+            });
         }
         let stride = n.stride.unwrap_or(1);
         if stride != 1 && stride != 2 {
@@ -311,7 +378,10 @@ impl<'a> Lowerer<'a> {
         let noise = match &n.noise_channel {
             Some(nc) => {
                 let a = axis_coef(self.spec, nc.axis)?;
-                Some(Affine { offset: 0.0, gain: a.gain.map(|g| g * nc.scale) })
+                Some(Affine {
+                    offset: 0.0,
+                    gain: a.gain.map(|g| g * nc.scale),
+                })
             }
             None => None,
         };
@@ -330,22 +400,42 @@ impl<'a> Lowerer<'a> {
         let (mut weight, mut bias) = (Mv::fixed(w.clone()), Mv::fixed(b.clone()));
         match &n.modulation {
             None => {}
-            Some(ModSpec::Dni { weight_end, bias_end, axis }) => {
+            Some(ModSpec::Dni {
+                weight_end,
+                bias_end,
+                axis,
+            }) => {
                 let c = axis_coef(self.spec, *axis)?;
-                weight = weight.with(c, sub(self.tensors.array(weight_end, &[cout, cin, k, k])?, &w));
+                weight = weight.with(
+                    c,
+                    sub(self.tensors.array(weight_end, &[cout, cin, k, k])?, &w),
+                );
                 if let Some(be) = bias_end {
                     bias = bias.with(c, sub(self.tensors.array(be, &[cout])?, &b));
                 }
             }
-            Some(ModSpec::Ftn { axis, groups, w1, b1, prelu, w2, b2 }) => {
+            Some(ModSpec::Ftn {
+                axis,
+                groups,
+                w1,
+                b1,
+                prelu,
+                w2,
+                b2,
+            }) => {
                 let c = axis_coef(self.spec, *axis)?;
                 if *groups == 0 || cin % groups != 0 {
-                    return Err(Error::Graph(format!("FTN groups {groups} does not divide {cin} input channels")));
+                    return Err(Error::Graph(format!(
+                        "FTN groups {groups} does not divide {cin} input channels"
+                    )));
                 }
                 let gs = cin / groups;
                 let slope = self.tensors.vector(prelu)?;
                 if slope.len() != 1 && slope.len() != cin {
-                    return Err(Error::Tensor { name: prelu.clone(), message: format!("expected 1 or {cin} values") });
+                    return Err(Error::Tensor {
+                        name: prelu.clone(),
+                        message: format!("expected 1 or {cin} values"),
+                    });
                 }
                 let p = FtnParams {
                     groups: *groups,
@@ -358,7 +448,11 @@ impl<'a> Lowerer<'a> {
                 let transformed = (self.ftn)(&w, cout, cin, k, &p)?;
                 weight = weight.with(c, sub(&transformed, &w));
             }
-            Some(ModSpec::Basis { deltas, bias_deltas, coef }) => {
+            Some(ModSpec::Basis {
+                deltas,
+                bias_deltas,
+                coef,
+            }) => {
                 if deltas.len() != coef.len() || deltas.len() > MAX_DELTAS {
                     return Err(Error::Graph(format!(
                         "basis: {} deltas, {} coef rows (equal, at most {MAX_DELTAS})",
@@ -367,8 +461,13 @@ impl<'a> Lowerer<'a> {
                     )));
                 }
                 for (p, (d, row)) in deltas.iter().zip(coef).enumerate() {
-                    if row.is_empty() || row.len() > 1 + self.spec.levels.len() || row.iter().any(|v| !v.is_finite()) {
-                        return Err(Error::Graph(format!("basis coef row {p} must be [offset, one gain per level axis]")));
+                    if row.is_empty()
+                        || row.len() > 1 + self.spec.levels.len()
+                        || row.iter().any(|v| !v.is_finite())
+                    {
+                        return Err(Error::Graph(format!(
+                            "basis coef row {p} must be [offset, one gain per level axis]"
+                        )));
                     }
                     let mut a = Affine::constant(row[0]);
                     a.gain[..row.len() - 1].copy_from_slice(&row[1..]);
@@ -380,8 +479,26 @@ impl<'a> Lowerer<'a> {
             }
         }
         let act = parse_act(n, cout, self.tensors)?;
-        let epi = LEpilogue { bias, scale_shift: None, act, combine: None };
-        self.push(&n.name, LOp::Conv { cin, cout, k, stride, weight, noise, epi }, x, cout);
+        let epi = LEpilogue {
+            bias,
+            scale_shift: None,
+            act,
+            combine: None,
+        };
+        self.push(
+            &n.name,
+            LOp::Conv {
+                cin,
+                cout,
+                k,
+                stride,
+                weight,
+                noise,
+                epi,
+            },
+            x,
+            cout,
+        );
         Ok(())
     }
 
@@ -396,7 +513,11 @@ impl<'a> Lowerer<'a> {
         if v == 0 || self.readers.get(name.as_str()) != Some(&1) {
             return None;
         }
-        matches!(self.nodes[v - 1].op, LOp::Conv { .. } | LOp::Depthwise { .. }).then_some(v - 1)
+        matches!(
+            self.nodes[v - 1].op,
+            LOp::Conv { .. } | LOp::Depthwise { .. }
+        )
+        .then_some(v - 1)
     }
 
     fn epilogue_mut(&mut self, i: usize) -> &mut LEpilogue {
@@ -410,11 +531,17 @@ impl<'a> Lowerer<'a> {
         self.expect_inputs(n, 1)?;
         let x = self.input(n, 0)?;
         let c = self.channels[x];
-        let wname = n.weight.as_deref().ok_or_else(|| Error::Graph("adafm needs a 'weight'".into()))?;
+        let wname = n
+            .weight
+            .as_deref()
+            .ok_or_else(|| Error::Graph("adafm needs a 'weight'".into()))?;
         let shape = self.tensors.shape(wname)?;
         let k = *shape.last().unwrap_or(&0);
         if ![1, 3, 5, 7].contains(&k) {
-            return Err(Error::Tensor { name: wname.into(), message: format!("kernel size {k} is not 1, 3, 5 or 7") });
+            return Err(Error::Tensor {
+                name: wname.into(),
+                message: format!("kernel size {k} is not 1, 3, 5 or 7"),
+            });
         }
         let g = self.tensors.array(wname, &[c, 1, k, k])?.to_vec();
         let t = match n.bias.as_deref() {
@@ -427,8 +554,10 @@ impl<'a> Lowerer<'a> {
         if k == 1 {
             if let Some(p) = self.fusable_producer(n, 0) {
                 let epi = self.epilogue_mut(p);
-                if epi.scale_shift.is_none() && epi.act == Activation::None && epi.combine.is_none() {
-                    let scale = Mv::constant(c, 1.0).with(alpha, g.iter().map(|v| v - 1.0).collect());
+                if epi.scale_shift.is_none() && epi.act == Activation::None && epi.combine.is_none()
+                {
+                    let scale =
+                        Mv::constant(c, 1.0).with(alpha, g.iter().map(|v| v - 1.0).collect());
                     let shift = Mv::constant(c, 0.0).with(alpha, t);
                     epi.scale_shift = Some((scale, shift));
                     epi.act = act;
@@ -444,7 +573,12 @@ impl<'a> Lowerer<'a> {
         }
         let delta = sub(&g, &identity);
         let weight = Mv::fixed(identity).with(alpha, delta);
-        let epi = LEpilogue { bias: Mv::constant(c, 0.0).with(alpha, t), scale_shift: None, act, combine: None };
+        let epi = LEpilogue {
+            bias: Mv::constant(c, 0.0).with(alpha, t),
+            scale_shift: None,
+            act,
+            combine: None,
+        };
         self.push(&n.name, LOp::Depthwise { c, k, weight, epi }, x, c);
         Ok(())
     }
@@ -467,7 +601,9 @@ impl<'a> Lowerer<'a> {
         let gain = match &n.gain {
             None => Mv::constant(c, 1.0),
             Some(GainSpec::Constant(g)) => Mv::constant(c, *g),
-            Some(GainSpec::Axis { axis }) => Mv::constant(c, 0.0).with(axis_coef(self.spec, *axis)?, vec![1.0; c]),
+            Some(GainSpec::Axis { axis }) => {
+                Mv::constant(c, 0.0).with(axis_coef(self.spec, *axis)?, vec![1.0; c])
+            }
         };
         let act = parse_act(n, c, self.tensors)?;
         if act == Activation::None {
@@ -499,14 +635,27 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
-        self.push(&n.name, LOp::Eltwise { c, u: Mv::constant(c, 1.0), v: Some((y, gain)), act }, x, c);
+        self.push(
+            &n.name,
+            LOp::Eltwise {
+                c,
+                u: Mv::constant(c, 1.0),
+                v: Some((y, gain)),
+                act,
+            },
+            x,
+            c,
+        );
         Ok(())
     }
 
     /// CFSNet coupling: `(1 - a) main + a tune`, `a = coupling[0] + alpha coupling[1]`.
     fn blend(&mut self, n: &'a NodeSpec) -> Result<()> {
         let (main, tune, c) = self.two_inputs_same_channels(n)?;
-        let cname = n.coupling.as_deref().ok_or_else(|| Error::Graph("blend needs a 'coupling' tensor".into()))?;
+        let cname = n
+            .coupling
+            .as_deref()
+            .ok_or_else(|| Error::Graph("blend needs a 'coupling' tensor".into()))?;
         let coupling = self.tensors.array(cname, &[2, c])?;
         let alpha = axis_coef(self.spec, n.axis.unwrap_or(0))?;
         let a = Mv::fixed(coupling[..c].to_vec()).with(alpha, coupling[c..].to_vec());
@@ -520,11 +669,26 @@ impl<'a> Lowerer<'a> {
                 return Ok(());
             }
         }
-        self.push(&n.name, LOp::Eltwise { c, u: one_minus_a, v: Some((tune, a)), act: Activation::None }, main, c);
+        self.push(
+            &n.name,
+            LOp::Eltwise {
+                c,
+                u: one_minus_a,
+                v: Some((tune, a)),
+                act: Activation::None,
+            },
+            main,
+            c,
+        );
         Ok(())
     }
 
-    fn epilogue(&self, name: &str, epi: &LEpilogue, weight: &Mv) -> Result<(Mix, Vec<f32>, Epilogue, Vec<usize>)> {
+    fn epilogue(
+        &self,
+        name: &str,
+        epi: &LEpilogue,
+        weight: &Mv,
+    ) -> Result<(Mix, Vec<f32>, Epilogue, Vec<usize>)> {
         let mut all: Vec<&Mv> = vec![weight, &epi.bias];
         if let Some((s, t)) = &epi.scale_shift {
             all.extend([s, t]);
@@ -536,14 +700,21 @@ impl<'a> Lowerer<'a> {
         let mb = MixBuilder::collect(name, all)?;
         let out = Epilogue {
             bias: mb.dense(&epi.bias),
-            scale_shift: epi.scale_shift.as_ref().map(|(s, t)| (mb.dense(s), mb.dense(t))),
+            scale_shift: epi
+                .scale_shift
+                .as_ref()
+                .map(|(s, t)| (mb.dense(s), mb.dense(t))),
             act: epi.act.clone(),
             combine: epi.combine.as_ref().map(|(u, terms)| Combine {
                 u: mb.dense(u),
                 v: terms.iter().map(|(_, v)| mb.dense(v)).collect(),
             }),
         };
-        let others = epi.combine.as_ref().map(|(_, t)| t.iter().map(|(o, _)| *o).collect()).unwrap_or_default();
+        let others = epi
+            .combine
+            .as_ref()
+            .map(|(_, t)| t.iter().map(|(o, _)| *o).collect())
+            .unwrap_or_default();
         Ok((mb.mix(), mb.dense(weight), out, others))
     }
 
@@ -551,7 +722,15 @@ impl<'a> Lowerer<'a> {
         let mut nodes = Vec::with_capacity(self.nodes.len());
         for (i, n) in self.nodes.iter().enumerate() {
             let (op, others) = match &n.op {
-                LOp::Conv { cin, cout, k, stride, weight, noise, epi } => {
+                LOp::Conv {
+                    cin,
+                    cout,
+                    k,
+                    stride,
+                    weight,
+                    noise,
+                    epi,
+                } => {
                     let (mix, weight, epilogue, others) = self.epilogue(&n.name, epi, weight)?;
                     let unfused_mix = self.mode == Lowering::Unfused && mix.deltas() > 0;
                     let conv = Conv2d {
@@ -569,10 +748,22 @@ impl<'a> Lowerer<'a> {
                 }
                 LOp::Depthwise { c, k, weight, epi } => {
                     let (mix, weight, epilogue, others) = self.epilogue(&n.name, epi, weight)?;
-                    (Op::Depthwise(Depthwise { channels: *c, k: *k, mix, weight, epilogue }), others)
+                    (
+                        Op::Depthwise(Depthwise {
+                            channels: *c,
+                            k: *k,
+                            mix,
+                            weight,
+                            epilogue,
+                        }),
+                        others,
+                    )
                 }
                 LOp::Eltwise { c, u, v, act } => {
-                    let mb = MixBuilder::collect(&n.name, std::iter::once(u).chain(v.iter().map(|(_, m)| m)))?;
+                    let mb = MixBuilder::collect(
+                        &n.name,
+                        std::iter::once(u).chain(v.iter().map(|(_, m)| m)),
+                    )?;
                     let e = Eltwise {
                         channels: *c,
                         mix: mb.mix(),
@@ -585,8 +776,19 @@ impl<'a> Lowerer<'a> {
                 LOp::Unshuffle => (Op::Unshuffle, vec![]),
                 LOp::Shuffle => (Op::Shuffle, vec![]),
             };
-            nodes.push(Node { name: n.name.clone(), op, input: n.input, others, output: i + 1 });
+            nodes.push(Node {
+                name: n.name.clone(),
+                op,
+                input: n.input,
+                others,
+                output: i + 1,
+            });
         }
-        Ok(Plan { in_channels: self.spec.in_channels, num_tensors: self.nodes.len() + 1, nodes, output })
+        Ok(Plan {
+            in_channels: self.spec.in_channels,
+            num_tensors: self.nodes.len() + 1,
+            nodes,
+            output,
+        })
     }
 }

@@ -25,9 +25,14 @@ pub struct ModelFile {
 impl ModelFile {
     pub fn open(path: impl AsRef<Path>) -> Result<ModelFile> {
         let path = path.as_ref();
-        let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
         if len > MAX_MODEL_BYTES {
-            return Err(Error::Format(format!("{} is {len} bytes, larger than any model this engine loads", path.display())));
+            return Err(Error::Format(format!(
+                "{} is {len} bytes, larger than any model this engine loads",
+                path.display()
+            )));
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_bytes(&bytes).map_err(|e| match e {
@@ -38,9 +43,11 @@ impl ModelFile {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<ModelFile> {
         let (tensors, meta) = TensorStore::from_bytes(bytes)?;
-        let json = meta
-            .get("tunable")
-            .ok_or_else(|| Error::Format("no \"tunable\" key in the safetensors metadata: not a tunable model".into()))?;
+        let json = meta.get("tunable").ok_or_else(|| {
+            Error::Format(
+                "no \"tunable\" key in the safetensors metadata: not a tunable model".into(),
+            )
+        })?;
         let spec = Spec::parse(json)?;
         Ok(ModelFile { spec, tensors })
     }

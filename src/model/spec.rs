@@ -52,7 +52,10 @@ impl LevelAxis {
     /// Maps a value in the user's unit to the axis value through the calibration table.
     pub fn calibrate(&self, unit_value: f32) -> Result<f32> {
         let table = self.calibration.as_ref().ok_or_else(|| {
-            Error::Level(format!("axis '{}' has no calibration table; give the level directly", self.name))
+            Error::Level(format!(
+                "axis '{}' has no calibration table; give the level directly",
+                self.name
+            ))
         })?;
         if !unit_value.is_finite() {
             return Err(Error::Level(format!("{unit_value} is not a finite number")));
@@ -71,7 +74,13 @@ impl LevelAxis {
     pub fn clamp_warning(&self, unit_value: f32) -> Option<String> {
         let (lo, hi) = self.calibrated_range()?;
         let unit = self.unit.as_deref().unwrap_or("level");
-        let end = if unit_value < lo { lo } else if unit_value > hi { hi } else { return None };
+        let end = if unit_value < lo {
+            lo
+        } else if unit_value > hi {
+            hi
+        } else {
+            return None;
+        };
         Some(format!(
             "{unit} {unit_value} is outside the model's calibrated range [{lo}, {hi}]; running at {unit} {end} ({} = {})",
             self.name,
@@ -177,35 +186,49 @@ impl Spec {
     /// Parses the JSON and checks what can be checked without tensors.
     pub fn parse(json: &str) -> Result<Spec> {
         // Read the version first so that a future file gets a version error, not a field error.
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| Error::Format(format!("the spec is not valid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::Format(format!("the spec is not valid JSON: {e}")))?;
         match v.get("format_version").and_then(|v| v.as_u64()) {
             Some(n) if n == FORMAT_VERSION as u64 => {}
-            Some(n) => {
-                return Err(Error::Format(format!(
-                    "format version {n} is not supported (this build reads version {FORMAT_VERSION})"
-                )))
+            Some(n) => return Err(Error::Format(format!(
+                "format version {n} is not supported (this build reads version {FORMAT_VERSION})"
+            ))),
+            None => {
+                return Err(Error::Format(
+                    "the spec has no numeric format_version".into(),
+                ))
             }
-            None => return Err(Error::Format("the spec has no numeric format_version".into())),
         }
-        let spec: Spec = serde_json::from_value(v).map_err(|e| Error::Format(format!("spec: {e}")))?;
+        let spec: Spec =
+            serde_json::from_value(v).map_err(|e| Error::Format(format!("spec: {e}")))?;
         spec.check()?;
         Ok(spec)
     }
 
     fn check(&self) -> Result<()> {
         if self.in_channels == 0 || self.out_channels == 0 {
-            return Err(Error::Format("in_channels and out_channels must be positive".into()));
+            return Err(Error::Format(
+                "in_channels and out_channels must be positive".into(),
+            ));
         }
         if !(self.value_scale.is_finite() && self.value_scale > 0.0) {
-            return Err(Error::Format(format!("value_scale must be positive, got {}", self.value_scale)));
+            return Err(Error::Format(format!(
+                "value_scale must be positive, got {}",
+                self.value_scale
+            )));
         }
         if self.levels.len() > MAX_AXES {
-            return Err(Error::Format(format!("{} level axes; at most {MAX_AXES} are supported", self.levels.len())));
+            return Err(Error::Format(format!(
+                "{} level axes; at most {MAX_AXES} are supported",
+                self.levels.len()
+            )));
         }
         for a in &self.levels {
             if !(a.min.is_finite() && a.max.is_finite() && a.min <= a.max) {
-                return Err(Error::Format(format!("level axis '{}': bad range [{}, {}]", a.name, a.min, a.max)));
+                return Err(Error::Format(format!(
+                    "level axis '{}': bad range [{}, {}]",
+                    a.name, a.min, a.max
+                )));
             }
             if let Some(t) = &a.calibration {
                 let sorted = t.windows(2).all(|p| p[0][0] < p[1][0]);
@@ -220,7 +243,10 @@ impl Spec {
         let mut seen = std::collections::HashSet::new();
         for n in &self.nodes {
             if n.name == "input" || !seen.insert(n.name.as_str()) {
-                return Err(Error::Graph(format!("node name '{}' is reserved or used twice", n.name)));
+                return Err(Error::Graph(format!(
+                    "node name '{}' is reserved or used twice",
+                    n.name
+                )));
             }
         }
         Ok(())

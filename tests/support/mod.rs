@@ -15,7 +15,11 @@ pub struct ModelBuilder {
 impl ModelBuilder {
     /// A DnCNN-style 3-conv residual denoiser with a DNI knob, `c` image channels, `f` features.
     pub fn dni_stack(c: usize, f: usize) -> ModelBuilder {
-        let mut b = ModelBuilder { tensors: vec![], spec: serde_json::Value::Null, seed: 1 };
+        let mut b = ModelBuilder {
+            tensors: vec![],
+            spec: serde_json::Value::Null,
+            seed: 1,
+        };
         let dims = [(c, f), (f, f), (f, c)];
         let mut nodes = vec![];
         let mut prev = "input".to_string();
@@ -44,10 +48,17 @@ impl ModelBuilder {
     /// An AdaFM-Net-style net: unshuffle, head conv, `blocks` residual blocks with an AdaFM 3x3
     /// layer, tail conv, shuffle, global residual. Receptive field spans many pixels.
     pub fn unshuffle_resnet(c: usize, f: usize, blocks: usize) -> ModelBuilder {
-        let mut b = ModelBuilder { tensors: vec![], spec: serde_json::Value::Null, seed: 11 };
-        let mut nodes = vec![serde_json::json!({"name": "un", "op": "unshuffle", "inputs": ["input"]})];
+        let mut b = ModelBuilder {
+            tensors: vec![],
+            spec: serde_json::Value::Null,
+            seed: 11,
+        };
+        let mut nodes =
+            vec![serde_json::json!({"name": "un", "op": "unshuffle", "inputs": ["input"]})];
         b.random("head.w", vec![f, 4 * c, 3, 3], 0.2);
-        nodes.push(serde_json::json!({"name": "head", "op": "conv", "inputs": ["un"], "weight": "head.w"}));
+        nodes.push(
+            serde_json::json!({"name": "head", "op": "conv", "inputs": ["un"], "weight": "head.w"}),
+        );
         let mut prev = "head".to_string();
         for i in 0..blocks {
             b.random(&format!("b{i}.w1"), vec![f, f, 3, 3], 0.15);
@@ -62,7 +73,9 @@ impl ModelBuilder {
             prev = format!("b{i}.add");
         }
         b.random("tail.w", vec![4 * c, f, 3, 3], 0.1);
-        nodes.push(serde_json::json!({"name": "tail", "op": "conv", "inputs": [prev], "weight": "tail.w"}));
+        nodes.push(
+            serde_json::json!({"name": "tail", "op": "conv", "inputs": [prev], "weight": "tail.w"}),
+        );
         nodes.push(serde_json::json!({"name": "sh", "op": "shuffle", "inputs": ["tail"]}));
         nodes.push(serde_json::json!({"name": "out", "op": "add", "inputs": ["input", "sh"]}));
         b.spec = serde_json::json!({
@@ -83,7 +96,11 @@ impl ModelBuilder {
     }
 
     pub fn set(&mut self, name: &str, f: impl FnOnce(&mut Vec<usize>, &mut Vec<f32>)) {
-        let t = self.tensors.iter_mut().find(|t| t.0 == name).expect("tensor exists");
+        let t = self
+            .tensors
+            .iter_mut()
+            .find(|t| t.0 == name)
+            .expect("tensor exists");
         f(&mut t.1, &mut t.2);
     }
 
@@ -106,12 +123,18 @@ impl ModelBuilder {
                 } else {
                     d.iter().flat_map(|v| v.to_le_bytes()).collect()
                 };
-                let dt = if Some(n.as_str()) == int_tensor { Dtype::I32 } else { Dtype::F32 };
+                let dt = if Some(n.as_str()) == int_tensor {
+                    Dtype::I32
+                } else {
+                    Dtype::F32
+                };
                 (n.clone(), s.clone(), bytes, dt)
             })
             .collect();
-        let views: Vec<(String, TensorView)> =
-            raw.iter().map(|(n, s, b, dt)| (n.clone(), TensorView::new(*dt, s.clone(), b).expect("view"))).collect();
+        let views: Vec<(String, TensorView)> = raw
+            .iter()
+            .map(|(n, s, b, dt)| (n.clone(), TensorView::new(*dt, s.clone(), b).expect("view")))
+            .collect();
         let meta = HashMap::from([("tunable".to_string(), self.spec.to_string())]);
         safetensors::serialize(views, Some(meta)).expect("serialize")
     }

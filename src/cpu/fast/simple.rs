@@ -6,9 +6,9 @@
 use rayon::prelude::*;
 
 use super::act::Act;
-use super::simd::Lane8;
 use super::prep::LANES;
 use super::prep::{ActKind, DepthwiseAt, DepthwisePrep, EltwiseAt, EpilogueAt};
+use super::simd::Lane8;
 use super::Kernel;
 
 /// Defines `$name(kernel, args)`: calls `$generic(args)` compiled a second time with AVX2 +
@@ -91,7 +91,15 @@ fn act_row(act: &ActKind, c: usize, row: &mut [f32]) {
 
 /// One output row of the depthwise conv: the taps summed in registers per pixel and 8-channel
 /// vector (one store per vector, not a read-modify-write of the row per tap), then the epilogue.
-fn depthwise_row(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32], others: &[&[f32]], kernel: Kernel) {
+fn depthwise_row(
+    prep: &DepthwisePrep,
+    at: &DepthwiseAt,
+    x: &Act,
+    y: usize,
+    row: &mut [f32],
+    others: &[&[f32]],
+    kernel: Kernel,
+) {
     // SAFETY: `x` has a border of at least k/2 (checked by the caller), so every tap of every
     // interior pixel lies inside `x.data()`; the weights hold k*k rows of `cp >= c` values
     // rounded up to whole vectors.
@@ -109,12 +117,24 @@ fn depthwise_row(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row:
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_row_avx2(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32]) {
+unsafe fn depthwise_row_avx2(
+    prep: &DepthwisePrep,
+    at: &DepthwiseAt,
+    x: &Act,
+    y: usize,
+    row: &mut [f32],
+) {
     depthwise_taps::<std::arch::x86_64::__m256>(prep, at, x, y, row)
 }
 
 #[inline(always)]
-unsafe fn depthwise_taps<V: Lane8>(prep: &DepthwisePrep, at: &DepthwiseAt, x: &Act, y: usize, row: &mut [f32]) {
+unsafe fn depthwise_taps<V: Lane8>(
+    prep: &DepthwisePrep,
+    at: &DepthwiseAt,
+    x: &Act,
+    y: usize,
+    row: &mut [f32],
+) {
     let (c, k) = (prep.c, prep.k);
     let taps = k * k;
     let cp = at.weight.len() / taps;
@@ -132,7 +152,13 @@ unsafe fn depthwise_taps<V: Lane8>(prep: &DepthwisePrep, at: &DepthwiseAt, x: &A
         let p1 = (p0 + BLOCK).min(npx);
         for v in (0..c).step_by(LANES) {
             let n = (c - v).min(LANES);
-            let load = |p: *const f32| if n == LANES { V::load(p) } else { V::load_n(p, n) };
+            let load = |p: *const f32| {
+                if n == LANES {
+                    V::load(p)
+                } else {
+                    V::load_n(p, n)
+                }
+            };
             if k == 3 {
                 let w: [V; 9] = std::array::from_fn(|t| V::load(w0.add(t * cp + v)));
                 for px in p0..p1 {
@@ -151,7 +177,8 @@ unsafe fn depthwise_taps<V: Lane8>(prep: &DepthwisePrep, at: &DepthwiseAt, x: &A
                     let mut acc = V::zero();
                     for ky in 0..k {
                         for kx in 0..k {
-                            acc = V::load(w0.add((ky * k + kx) * cp + v)).mul_add(load(s.add(ky * rs + kx * c)), acc);
+                            acc = V::load(w0.add((ky * k + kx) * cp + v))
+                                .mul_add(load(s.add(ky * rs + kx * c)), acc);
                         }
                     }
                     acc.store_upto(out.add(px * c + v), n);
