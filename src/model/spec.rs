@@ -190,9 +190,11 @@ impl Spec {
             .map_err(|e| Error::Format(format!("the spec is not valid JSON: {e}")))?;
         match v.get("format_version").and_then(|v| v.as_u64()) {
             Some(n) if n == FORMAT_VERSION as u64 => {}
-            Some(n) => return Err(Error::Format(format!(
+            Some(n) => {
+                return Err(Error::Format(format!(
                 "format version {n} is not supported (this build reads version {FORMAT_VERSION})"
-            ))),
+            )))
+            }
             None => {
                 return Err(Error::Format(
                     "the spec has no numeric format_version".into(),
