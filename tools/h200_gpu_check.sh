@@ -2,10 +2,17 @@
 # One short session on a real GPU (the H200 lent to some tasks): adapter info, the CBSD68
 # evaluation of every shipped model through `tunable eval` on the GPU, the fused-vs-unfused
 # bench, and the WGSL kernel + golden tests on the real Vulkan driver.
-# Binaries are built on the developer machine and carried in .gpubin (see tools/README.md);
-# CBSD68 is carried in .data/CBSD68. Everything lands in $OUT (at most 8 files).
+# Binaries are built on the developer machine by tools/prepare_gpubin.sh and carried in .gpubin;
+# CBSD68 is carried in .data/CBSD68. Everything lands in $OUT as one tarball.
+# DRY_RUN=1 rehearses it on the developer machine (lavapipe, tiny bench, no CBSD68 evals, no
+# unpacking of .gl into /).
 set -uo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+DRY=${DRY_RUN:-0}
+if [ "$DRY" = 1 ]; then
+  export TUNABLE_BENCH_GPU=1; BENCH_SIZES=16; BENCH_ROUNDS=3
+else
+  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+fi
 nv=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$nv" ] && export VK_DRIVER_FILES=$nv
 egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
@@ -32,17 +39,17 @@ say info; $B/tunable info
 # The fused-vs-unfused table first (the one number only a real GPU gives): 256x256 and, where
 # the extra dispatches of the unfused form weigh most, 64x64; interleaved rounds, no criterion.
 say bench
-for size in 256 64; do
-  TUNABLE_BENCH_BACKENDS=gpu TUNABLE_BENCH_SIZE=$size TUNABLE_BENCH_ROUNDS=31 TUNABLE_BENCH_TABLE_ONLY=1 \
+for size in ${BENCH_SIZES:-256 64}; do
+  TUNABLE_BENCH_BACKENDS=gpu TUNABLE_BENCH_SIZE=$size TUNABLE_BENCH_ROUNDS=${BENCH_ROUNDS:-31} TUNABLE_BENCH_TABLE_ONLY=1 \
     timeout 90 $B/modulation --bench 2>&1 | tee -a "$O/eval/bench.txt" | tail -n 9
 done
 say eval
-for m in cfsnet adafm ftn dni; do
+[ "$DRY" = 1 ] || for m in cfsnet adafm ftn dni; do
   $B/tunable eval --model weights/denoise-$m-color.safetensors --data .data/CBSD68 \
      --sigma 20,25,30,40,50,60,70,80 --json "$O/eval/$m.json" | tee "$O/eval/$m.md"
 done
 say plain
-for s in 20 40 60 80; do
+[ "$DRY" = 1 ] || for s in 20 40 60 80; do
   $B/tunable eval --model weights/denoise-plain-sigma$s-color.safetensors --data .data/CBSD68 \
      --sigma 20,25,30,40,50,60,70,80 --json "$O/eval/plain$s.json" | tee "$O/eval/plain$s.md"
 done
