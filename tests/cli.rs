@@ -180,6 +180,55 @@ fn restore_at_a_level_and_blind() {
     }
 }
 
+/// Several inputs go into a folder under their own names; a bad one is reported and skipped
+/// (the others are still written, nothing partial is left, the exit status says it failed).
+#[test]
+fn restore_several_into_a_folder() {
+    let (d, m) = folder_with_model("restore-many");
+    let a = save(&picture(40, 30, 3, 12.0, 1), &d.join("a.png"));
+    let b = save(&picture(24, 36, 3, 20.0, 2), &d.join("b.png"));
+    let bad = d.join("bad.png");
+    std::fs::write(&bad, b"not a png").unwrap();
+    let out = d.join("restored");
+    let o = tunable(&[
+        &"restore", &a, &bad, &b, &"-o", &out, &"--model", &m, &"--level", &"0.5",
+    ]);
+    fails(&o, &["1 of 3 images failed", "bad.png"]);
+    assert_eq!(names(&out), ["a.png", "b.png"]);
+    for (name, size) in [("a.png", (40, 30)), ("b.png", (24, 36))] {
+        let img = image::open(out.join(name)).unwrap();
+        assert_eq!((img.width(), img.height()), size, "{name}");
+    }
+    // All good: success, blind mode estimates each image on its own.
+    let o = tunable(&[&"restore", &a, &b, &"-o", &d.join("blind"), &"--model", &m]);
+    ok(&o);
+    assert_eq!(
+        stderr(&o).matches("estimated noise sigma").count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(names(&d.join("blind")), ["a.png", "b.png"]);
+
+    // Refused before anything is written: two inputs with one name, -o naming a file.
+    std::fs::create_dir_all(d.join("x")).unwrap();
+    let a2 = save(&picture(8, 8, 3, 0.0, 3), &d.join("x/a.png"));
+    let dup = d.join("dup");
+    fails(
+        &tunable(&[
+            &"restore", &a, &a2, &"-o", &dup, &"--model", &m, &"--level", &"0.5",
+        ]),
+        &["two inputs are named a.png"],
+    );
+    assert!(!dup.exists(), "nothing is created for a refused command");
+    fails(
+        &tunable(&[
+            &"restore", &a, &b, &"-o", &a2, &"--model", &m, &"--level", &"0.5",
+        ]),
+        &["need a folder"],
+    );
+}
+
 #[test]
 fn unreadable_input_is_an_error_and_writes_nothing() {
     let (d, m) = folder_with_model("unreadable");

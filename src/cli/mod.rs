@@ -43,7 +43,7 @@ enum BackendArg {
 enum Command {
     /// Show the GPU adapter, its backend and limits, and check a conv on GPU against the CPU.
     Info,
-    /// Restore an image at a level, or blind (the noise level estimated from the image).
+    /// Restore images at a level, or blind (the noise level estimated from each image).
     Restore(restore::Args),
     /// Add seeded noise to a folder of clean images, restore, and report PSNR/SSIM per sigma.
     Eval(eval::Args),

@@ -1,17 +1,20 @@
-//! `tunable restore IN -o OUT [--model M] [--level A | --sigma S]`.
+//! `tunable restore IN... -o OUT [--model M] [--level A | --sigma S]`: one image to a file, or
+//! several into a folder (the model is loaded once; a file that fails is reported and skipped).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tunable::{estimate, Image, Level};
+use tunable::{estimate, Image, Level, Model};
 
 use super::{anyhow_like::Result, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The image to restore (PNG, JPEG, TIFF; 8 or 16 bit; gray or color; alpha kept).
-    input: PathBuf,
-    /// Where to write the result (.png, .jpg, .tif).
+    /// The image(s) to restore (PNG, JPEG, TIFF; 8 or 16 bit; gray or color; alpha kept).
+    #[arg(required = true, num_args = 1..)]
+    inputs: Vec<PathBuf>,
+    /// Where to write the result (.png, .jpg, .tif); with several inputs, a folder (created if
+    /// missing) that receives each result under its input's file name.
     #[arg(short, long)]
     output: PathBuf,
     /// A model file (default: the model built into the binary).
@@ -23,26 +26,91 @@ pub struct Args {
     /// The noise level (sigma on the 0..255 scale), mapped to the knob by the model's calibration.
     #[arg(long)]
     sigma: Option<f32>,
-    /// Overwrite the input file if the output names it.
+    /// Overwrite an input file if an output names it.
     #[arg(long)]
     force: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    if same_file(&a.input, &a.output) && !a.force {
+    let jobs = jobs(&a)?;
+    for (input, output) in &jobs {
+        if same_file(input, output) && !a.force {
+            return Err(format!(
+                "the output {} is the input; pass --force to overwrite it",
+                output.display()
+            )
+            .into());
+        }
+    }
+    let engine = ctx.engine()?;
+    let model = ctx.load(&engine, &a.model)?;
+    if let [(input, output)] = jobs.as_slice() {
+        return restore_one(&model, &a, input, output);
+    }
+    // Several files: go on past a bad one, say which failed, and fail at the end.
+    let mut failed = vec![];
+    for (i, (input, output)) in jobs.iter().enumerate() {
+        eprintln!("[{}/{}] {}", i + 1, jobs.len(), input.display());
+        if let Err(e) = restore_one(&model, &a, input, output) {
+            eprintln!("error: {e}");
+            failed.push(input.display().to_string());
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} images failed: {}",
+            failed.len(),
+            jobs.len(),
+            failed.join(", ")
+        )
+        .into())
+    }
+}
+
+/// (input, output) pairs: `-o` is the file for one input, the folder for several.
+fn jobs(a: &Args) -> Result<Vec<(PathBuf, PathBuf)>> {
+    if let [input] = a.inputs.as_slice() {
+        if !a.output.is_dir() {
+            return Ok(vec![(input.clone(), a.output.clone())]);
+        }
+    }
+    if a.output.exists() && !a.output.is_dir() {
         return Err(format!(
-            "the output {} is the input; pass --force to overwrite it",
+            "{} inputs need a folder for -o, and {} is a file",
+            a.inputs.len(),
             a.output.display()
         )
         .into());
     }
-    let image = Image::open(&a.input)?;
-    let engine = ctx.engine()?;
-    let model = ctx.load(&engine, &a.model)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut jobs = vec![];
+    for input in &a.inputs {
+        let name = input
+            .file_name()
+            .ok_or_else(|| format!("{} has no file name", input.display()))?;
+        if !seen.insert(name.to_owned()) {
+            return Err(format!(
+                "two inputs are named {}: their results would overwrite each other in {}",
+                name.to_string_lossy(),
+                a.output.display()
+            )
+            .into());
+        }
+        jobs.push((input.clone(), a.output.join(name)));
+    }
+    std::fs::create_dir_all(&a.output)
+        .map_err(|e| format!("cannot create the folder {}: {e}", a.output.display()))?;
+    Ok(jobs)
+}
+
+fn restore_one(model: &Model, a: &Args, input: &Path, output: &Path) -> Result<()> {
+    let image = Image::open(input)?;
     let level = match (a.level, a.sigma) {
         (Some(l), _) => Level::alpha(l),
         (None, Some(s)) => {
-            warn_if_clamped(&model, s);
+            warn_if_clamped(model, s);
             Level::sigma(s)
         }
         (None, None) if model.axes().is_empty() => Level::axes(&[]),
@@ -54,7 +122,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
                 model.axes()[0].name,
                 lv[0]
             );
-            warn_if_clamped(&model, sigma);
+            warn_if_clamped(model, sigma);
             Level::sigma(sigma)
         }
     };
@@ -70,11 +138,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
     })?;
     bar.finish_and_clear();
-    out.save(&a.output)?;
+    out.save(output)?;
     Ok(())
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
@@ -82,7 +150,7 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 /// Says so on stderr when a sigma is beyond the calibration table (it runs at the table's end).
-fn warn_if_clamped(model: &tunable::Model, sigma: f32) {
+fn warn_if_clamped(model: &Model, sigma: f32) {
     if let Some(w) = model.axes().first().and_then(|a| a.clamp_warning(sigma)) {
         eprintln!("warning: {w}");
     }
