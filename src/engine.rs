@@ -346,6 +346,9 @@ impl Model {
 /// the pad, only for nets that need a multiple of 3 or more), the index is clamped at 0.
 pub fn pad_reflect(t: &Tensor, h: usize, w: usize) -> Tensor {
     let Shape { c, h: th, w: tw } = t.shape;
+    if th == 0 || tw == 0 {
+        return Tensor::zeros(Shape::new(c, h, w)); // nothing to mirror
+    }
     let mirror = |i: usize, n: usize| {
         if i < n {
             i
