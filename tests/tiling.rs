@@ -27,7 +27,7 @@ fn textured(w: usize, h: usize, c: usize) -> Image {
 #[test]
 fn tiled_equals_untiled_exactly_on_the_reference() {
     let bytes = ModelBuilder::unshuffle_resnet(3, 8, 2).bytes();
-    // Odd sizes: the bottom/right replicate padding and the crop take part too.
+    // Odd sizes: the bottom/right mirror padding and the crop take part too.
     let img = textured(45, 33, 3);
     let whole = engine(BackendChoice::Reference, 4096)
         .load_bytes(&bytes, Lowering::Fused)
