@@ -287,50 +287,70 @@ impl Op {
     }
 }
 
+/// Shapes of every tensor of a straight-line node list `(name, op, input, others, output)`,
+/// given the shapes of the tensors provided from outside: checks that each node's others match
+/// its output (an eltwise's, its input), that no tensor is read before it is written or written
+/// twice, and that every tensor gets written.
+pub fn infer_shapes<'a>(
+    num_tensors: usize,
+    given: &[(TensorId, Shape)],
+    nodes: impl IntoIterator<Item = (&'a str, &'a Op, TensorId, &'a [TensorId], TensorId)>,
+) -> Result<Vec<Shape>> {
+    let mut shapes: Vec<Option<Shape>> = vec![None; num_tensors];
+    for &(t, s) in given {
+        shapes[t] = Some(s);
+    }
+    for (name, op, input, others, output) in nodes {
+        let get = |t: TensorId| -> Result<Shape> {
+            shapes.get(t).copied().flatten().ok_or_else(|| {
+                Error::Graph(format!(
+                    "node '{name}' reads tensor {t} before it is written"
+                ))
+            })
+        };
+        let s = get(input)?;
+        let out = op.out_shape(s).map_err(|e| e.in_node(name))?;
+        for &o in others {
+            let so = get(o)?;
+            let want = if matches!(op, Op::Eltwise(_)) { s } else { out };
+            if so != want {
+                return Err(Error::Shape(format!(
+                    "node '{name}': other tensor is {}x{}x{}, expected {}x{}x{}",
+                    so.c, so.h, so.w, want.c, want.h, want.w
+                )));
+            }
+        }
+        if output >= num_tensors || shapes[output].is_some() {
+            return Err(Error::Graph(format!(
+                "node '{name}' writes tensor {output} twice or out of range"
+            )));
+        }
+        shapes[output] = Some(out);
+    }
+    shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| s.ok_or_else(|| Error::Graph(format!("tensor {i} is never written"))))
+        .collect()
+}
+
 impl Plan {
     /// Shapes of every tensor for an input of `h x w`, checking that each node's others
     /// match its output and that no tensor is read before it is written.
     pub fn shapes(&self, h: usize, w: usize) -> Result<Vec<Shape>> {
-        let mut shapes: Vec<Option<Shape>> = vec![None; self.num_tensors];
-        shapes[0] = Some(Shape::new(self.in_channels, h, w));
-        for n in &self.nodes {
-            let get = |t: TensorId| -> Result<Shape> {
-                shapes.get(t).copied().flatten().ok_or_else(|| {
-                    Error::Graph(format!(
-                        "node '{}' reads tensor {t} before it is written",
-                        n.name
-                    ))
-                })
-            };
-            let s = get(n.input)?;
-            let out = n.op.out_shape(s).map_err(|e| e.in_node(&n.name))?;
-            for &o in &n.others {
-                let so = get(o)?;
-                let want = if matches!(n.op, Op::Eltwise(_)) {
-                    s
-                } else {
-                    out
-                };
-                if so != want {
-                    return Err(Error::Shape(format!(
-                        "node '{}': other tensor is {}x{}x{}, expected {}x{}x{}",
-                        n.name, so.c, so.h, so.w, want.c, want.h, want.w
-                    )));
-                }
-            }
-            if n.output >= self.num_tensors || shapes[n.output].is_some() {
-                return Err(Error::Graph(format!(
-                    "node '{}' writes tensor {} twice or out of range",
-                    n.name, n.output
-                )));
-            }
-            shapes[n.output] = Some(out);
-        }
-        shapes
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| s.ok_or_else(|| Error::Graph(format!("tensor {i} is never written"))))
-            .collect()
+        infer_shapes(
+            self.num_tensors,
+            &[(0, Shape::new(self.in_channels, h, w))],
+            self.nodes.iter().map(|n| {
+                (
+                    n.name.as_str(),
+                    &n.op,
+                    n.input,
+                    n.others.as_slice(),
+                    n.output,
+                )
+            }),
+        )
     }
 
     /// How many input pixels around an output pixel can influence it (in input pixels), so

@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::context::{poisoned, ErrorScope, GpuContext};
 use crate::gpu::kernels::{grid_1d, split_grid, EpFlags, Kernel, Params};
 use crate::plan::{
-    Activation, Affine, Combine, Epilogue, LevelVec, Mix, Node, Op, Plan, Shape, TensorId,
-    MAX_DELTAS,
+    infer_shapes, Activation, Affine, Combine, Epilogue, LevelVec, Mix, Node, Op, Plan, Shape,
+    TensorId, MAX_DELTAS,
 };
 use crate::tensor::Tensor;
 
@@ -488,51 +488,25 @@ impl GpuPlan {
 
     /// Shapes of every tensor for the given external input shapes.
     fn shapes(&self, ext: &[Shape]) -> Result<Vec<Shape>> {
-        let mut shapes: Vec<Option<Shape>> = vec![None; self.num_tensors];
-        for (&t, &s) in self.inputs.iter().zip(ext) {
-            shapes[t] = Some(s);
-        }
-        for n in &self.nodes {
-            let get = |t: TensorId| -> Result<Shape> {
-                shapes.get(t).copied().flatten().ok_or_else(|| {
-                    Error::Graph(format!(
-                        "node '{}' reads tensor {t} before it is written",
-                        n.name
-                    ))
-                })
-            };
-            let s = get(n.input)?;
-            let out = n.shape_op.out_shape(s).map_err(|e| e.in_node(&n.name))?;
-            for &o in &n.others {
-                let so = get(o)?;
-                let want = if matches!(n.shape_op, Op::Eltwise(_)) {
-                    s
-                } else {
-                    out
-                };
-                if so != want {
-                    return Err(shape_err(
-                        &n.name,
-                        format!(
-                            "other tensor is {}x{}x{}, expected {}x{}x{}",
-                            so.c, so.h, so.w, want.c, want.h, want.w
-                        ),
-                    ));
-                }
-            }
-            if n.output >= self.num_tensors || shapes[n.output].is_some() {
-                return Err(Error::Graph(format!(
-                    "node '{}' writes tensor {} twice or out of range",
-                    n.name, n.output
-                )));
-            }
-            shapes[n.output] = Some(out);
-        }
-        shapes
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| s.ok_or_else(|| Error::Graph(format!("tensor {i} is never written"))))
-            .collect()
+        let given: Vec<(TensorId, Shape)> = self
+            .inputs
+            .iter()
+            .copied()
+            .zip(ext.iter().copied())
+            .collect();
+        infer_shapes(
+            self.num_tensors,
+            &given,
+            self.nodes.iter().map(|n| {
+                (
+                    n.name.as_str(),
+                    &n.shape_op,
+                    n.input,
+                    n.others.as_slice(),
+                    n.output,
+                )
+            }),
+        )
     }
 
     /// Allocates the size-dependent state for these input shapes.
