@@ -26,11 +26,12 @@ const MODELS: &[(&str, &str)] = &[
     ("cfsnet", "weights/denoise-cfsnet-color.safetensors"),
 ];
 
-fn size() -> usize {
-    std::env::var("TUNABLE_BENCH_SIZE")
+/// A whole number from the environment, or `default`.
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(256)
+        .unwrap_or(default)
 }
 
 /// `TUNABLE_BENCH_BACKENDS=cpu,gpu` (default both) picks the executors to time.
@@ -134,20 +135,15 @@ fn sit(
                 .collect(),
         )
     };
+    let unfused_over_fused = unfused.map(|_| ratio(&u, &f));
+    let fused_over_plain = ratio(&f, &p);
     Sitting {
-        fused: median(f.clone()),
-        unfused: unfused.map(|_| median(u.clone())),
-        plain: median(p.clone()),
-        unfused_over_fused: unfused.map(|_| ratio(&u, &f)),
-        fused_over_plain: ratio(&f, &p),
+        fused: median(f),
+        unfused: unfused.map(|_| median(u)),
+        plain: median(p),
+        unfused_over_fused,
+        fused_over_plain,
     }
-}
-
-fn rounds() -> usize {
-    std::env::var("TUNABLE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15)
 }
 
 /// `TUNABLE_BENCH_TABLE_ONLY=1` skips the criterion groups (for slow software adapters).
@@ -158,9 +154,9 @@ fn table_only() -> bool {
 }
 
 fn bench(c: &mut Criterion) {
-    let s = size();
+    let s = env_usize("TUNABLE_BENCH_SIZE", 256);
     let x = input(s);
-    let n = rounds();
+    let n = env_usize("TUNABLE_BENCH_ROUNDS", 15);
     let mut table = vec![];
     for (backend, engine) in engines() {
         let (floor_label, floor_file) = MODELS[0];
