@@ -103,16 +103,25 @@ fn depthwise_row(
     // SAFETY: `x` has a border of at least k/2 (checked by the caller), so every tap of every
     // interior pixel lies inside `x.data()`; the weights hold k*k rows of `cp >= c` values
     // rounded up to whole vectors.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        if matches!(kernel, Kernel::Avx2) {
-            depthwise_row_avx2(prep, at, x, y, row);
-            epilogue_row_mv(kernel, &at.ep, prep.c, row, others);
-            return;
-        }
-        depthwise_taps::<[f32; LANES]>(prep, at, x, y, row);
-    }
+    unsafe { depthwise_taps_mv(kernel, prep, at, x, y, row) };
     epilogue_row_mv(kernel, &at.ep, prep.c, row, others);
+}
+
+/// The taps with AVX2 + FMA intrinsics when `kernel` says the CPU has them, else portable.
+unsafe fn depthwise_taps_mv(
+    kernel: Kernel,
+    prep: &DepthwisePrep,
+    at: &DepthwiseAt,
+    x: &Act,
+    y: usize,
+    row: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(kernel, Kernel::Avx2) {
+        return depthwise_row_avx2(prep, at, x, y, row);
+    }
+    let _ = kernel;
+    depthwise_taps::<[f32; LANES]>(prep, at, x, y, row)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -152,13 +161,6 @@ unsafe fn depthwise_taps<V: Lane8>(
         let p1 = (p0 + BLOCK).min(npx);
         for v in (0..c).step_by(LANES) {
             let n = (c - v).min(LANES);
-            let load = |p: *const f32| {
-                if n == LANES {
-                    V::load(p)
-                } else {
-                    V::load_n(p, n)
-                }
-            };
             if k == 3 {
                 let w: [V; 9] = std::array::from_fn(|t| V::load(w0.add(t * cp + v)));
                 for px in p0..p1 {
@@ -166,7 +168,8 @@ unsafe fn depthwise_taps<V: Lane8>(
                     let mut acc = V::zero();
                     for ky in 0..3 {
                         for kx in 0..3 {
-                            acc = w[ky * 3 + kx].mul_add(load(s.add(ky * rs + kx * c)), acc);
+                            acc = w[ky * 3 + kx]
+                                .mul_add(V::load_upto(s.add(ky * rs + kx * c), n), acc);
                         }
                     }
                     acc.store_upto(out.add(px * c + v), n);
@@ -178,7 +181,7 @@ unsafe fn depthwise_taps<V: Lane8>(
                     for ky in 0..k {
                         for kx in 0..k {
                             acc = V::load(w0.add((ky * k + kx) * cp + v))
-                                .mul_add(load(s.add(ky * rs + kx * c)), acc);
+                                .mul_add(V::load_upto(s.add(ky * rs + kx * c), n), acc);
                         }
                     }
                     acc.store_upto(out.add(px * c + v), n);
