@@ -44,14 +44,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
     let engine = ctx.engine()?;
     let model = ctx.load(&engine, &a.model)?;
+    let level = given_level(&model, &a);
     if let [(input, output)] = jobs.as_slice() {
-        return restore_one(&model, &a, input, output);
+        return restore_one(&model, level.as_ref(), input, output);
     }
     // Several files: go on past a bad one, say which failed, and fail at the end.
     let mut failed = vec![];
     for (i, (input, output)) in jobs.iter().enumerate() {
         eprintln!("[{}/{}] {}", i + 1, jobs.len(), input.display());
-        if let Err(e) = restore_one(&model, &a, input, output) {
+        if let Err(e) = restore_one(&model, level.as_ref(), input, output) {
             eprintln!("error: {e}");
             failed.push(input.display().to_string());
         }
@@ -69,7 +70,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
     }
 }
 
-/// (input, output) pairs: `-o` is the file for one input, the folder for several.
+/// (input, output) pairs: `-o` is the file for one input, the folder for several (created
+/// once the names are checked).
 fn jobs(a: &Args) -> Result<Vec<(PathBuf, PathBuf)>> {
     if let [input] = a.inputs.as_slice() {
         if !a.output.is_dir() {
@@ -105,16 +107,25 @@ fn jobs(a: &Args) -> Result<Vec<(PathBuf, PathBuf)>> {
     Ok(jobs)
 }
 
-fn restore_one(model: &Model, a: &Args, input: &Path, output: &Path) -> Result<()> {
-    let image = Image::open(input)?;
-    let level = match (a.level, a.sigma) {
-        (Some(l), _) => Level::alpha(l),
+/// The level the user gave (said once, with its clamping warning), or `None` for blind mode.
+fn given_level(model: &Model, a: &Args) -> Option<Level> {
+    match (a.level, a.sigma) {
+        (Some(l), _) => Some(Level::alpha(l)),
         (None, Some(s)) => {
             warn_if_clamped(model, s);
-            Level::sigma(s)
+            Some(Level::sigma(s))
         }
-        (None, None) if model.axes().is_empty() => Level::axes(&[]),
-        (None, None) => {
+        (None, None) if model.axes().is_empty() => Some(Level::axes(&[])),
+        (None, None) => None,
+    }
+}
+
+/// Restores one file at `level`, or blind (estimating this image's noise) when `None`.
+fn restore_one(model: &Model, level: Option<&Level>, input: &Path, output: &Path) -> Result<()> {
+    let image = Image::open(input)?;
+    let level = match level {
+        Some(l) => l.clone(),
+        None => {
             let sigma = estimate::noise_sigma(&image);
             let lv = model.level_vec(&Level::sigma(sigma))?;
             eprintln!(
