@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use tunable::{metrics, noise, Image, Level};
 
-use super::{anyhow_like::Result, Ctx};
+use super::{anyhow_like::Result, warn_if_clamped, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -96,9 +96,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             (_, true) => Level::axes(&[]),
             (Some(al), false) => Level::alpha(al),
             (None, false) => {
-                if let Some(w) = model.axes()[0].clamp_warning(sigma) {
-                    eprintln!("warning: {w}");
-                }
+                warn_if_clamped(&model, sigma);
                 Level::sigma(sigma)
             }
         };

@@ -168,6 +168,14 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Says so on stderr when a sigma is beyond the model's calibration table (it runs at the
+/// table's end).
+fn warn_if_clamped(model: &tunable::Model, sigma: f32) {
+    if let Some(w) = model.axes().first().and_then(|a| a.clamp_warning(sigma)) {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// A boxed error for the binary: library errors print their message, nothing panics.
 pub mod anyhow_like {
     pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

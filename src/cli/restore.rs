@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use tunable::{estimate, Image, Level, Model};
 
-use super::{anyhow_like::Result, Ctx};
+use super::{anyhow_like::Result, same_file, warn_if_clamped, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -151,18 +151,4 @@ fn restore_one(model: &Model, level: Option<&Level>, input: &Path, output: &Path
     bar.finish_and_clear();
     out.save(output)?;
     Ok(())
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
-/// Says so on stderr when a sigma is beyond the calibration table (it runs at the table's end).
-fn warn_if_clamped(model: &Model, sigma: f32) {
-    if let Some(w) = model.axes().first().and_then(|a| a.clamp_warning(sigma)) {
-        eprintln!("warning: {w}");
-    }
 }
