@@ -196,11 +196,11 @@ def main():
     fam = model.family
     if a.family and a.family != fam and not (a.family == "base" and fam == "plain"):
         sys.exit(f"checkpoint is family {fam!r}, not {a.family!r}")
-    calib = None
+    calib = cfg.get("calibration")  # the joint recipe trains with its own table
     if a.calib:
         with open(a.calib) as f:
             calib = json.load(f)["calibration"]
-    name = a.name or f"{a.task}-{fam}-color"
+    name = a.name or f"{a.task}-{fam}-{'gray' if cfg.get('in_ch', 3) == 1 else 'color'}"
     spec = export(model, a.out, name, a.task, calibration=calib)
     print(f"wrote {a.out}: family {fam}, {len(spec['nodes'])} nodes, levels {json.dumps(spec['levels'])}")
     if a.check:

@@ -544,11 +544,62 @@ def load_model(ckpt, base=None, map_location="cpu"):
         m = Backbone(**arch)
         m.load_state_dict(d["state"])
         return m, cfg
+    if cfg.get("recipe") == "joint":  # whole state: both ends were trained
+        m = DNINet(Backbone(**arch))
+        m.load_state_dict(d["state"])
+        return m, cfg
     bpath = base or cfg["base"]
     b, _ = load_model(bpath, map_location=map_location)
     m = make_family(cfg["family"], b, adafm_k=cfg.get("adafm_k", 3), ftn_groups=cfg.get("ftn_groups"))
     m.load_trainable_state(d["state"])
     return m, cfg
+
+
+def _color_to_gray(name, t):
+    """A color tensor of the backbone as its gray twin: the head sums its input over colors, the
+    tail averages its output over colors (pixel-unshuffle order is channel * 4 + sub-pixel)."""
+    if name.startswith("head.weight"):
+        return t.reshape(t.shape[0], 3, 4, *t.shape[2:]).sum(1)
+    if name.startswith("tail.weight"):
+        return t.reshape(3, 4, *t.shape[1:]).mean(0)
+    if name.startswith("tail.bias"):
+        return t.reshape(3, 4).mean(0)
+    return t
+
+
+def from_tunable_file(path, family, in_ch=3):
+    """A Backbone (family 'base') or DNINet (family 'dni') from an exported plain or DNI file (export.py's
+    tensor names: <conv>.weight, <conv>.bias and, for DNI, <conv>.weight_end, <conv>.bias_end). A DNI
+    target from a plain file gets end = base. in_ch=1 from a color file converts to gray."""
+    from safetensors import safe_open
+    import json
+    with safe_open(path, "pt") as f:
+        spec = json.loads(f.metadata()["tunable"])
+        T = {k: f.get_tensor(k).float() for k in f.keys()}
+    src_ch = spec["in_channels"]
+    if in_ch != src_ch and not (in_ch == 1 and src_ch == 3):
+        raise ValueError(f"{path}: cannot convert {src_ch} channels to {in_ch}")
+    channels = T["head.weight"].shape[0]
+    blocks = sum(1 for k in T if k.endswith(".conv1.weight"))
+    base = Backbone(channels=channels, blocks=blocks, in_ch=in_ch)
+
+    def load(net, suffix):
+        with torch.no_grad():
+            for name, mod in net.convs():
+                for field in ("weight", "bias"):
+                    key = f"{name}.{field}{suffix}"
+                    t = T[key] if key in T else T[f"{name}.{field}"]
+                    if in_ch != src_ch:
+                        t = _color_to_gray(f"{name}.{field}", t)
+                    getattr(mod, field).copy_(t)
+    load(base, "")
+    if family == "base":
+        return base
+    if family != "dni":
+        raise ValueError(f"--init supports families base and dni, not {family!r}")
+    m = DNINet(base)
+    load(m.end, "_end")
+    return m
 
 
 def randomize_(model, seed=0, std=0.05):

@@ -13,6 +13,22 @@ noisy input is not clipped). Loss: L2 (MSE, what PSNR measures) by default, --lo
 lr --lr with a 2 % linear warm-up then cosine to --lr-min over the run; the run length is --steps or
 --seconds of training time (then the schedule follows the elapsed fraction).
 
+Joint recipe (the default model, HyperRes's form W(s) = A + alpha(s) B, i.e. a DNI file whose two
+ends are trained together over the whole range instead of in two stages):
+
+    python tools/train.py --name joint --family dni --recipe joint --sigma 75 --noise 8bit \
+        --init weights/denoise-dni-color.safetensors --loss logl2 --seconds 7200
+
+Every step draws --groups noise levels (one per group of batch/groups patches): sigma = 0 with
+probability 0.1, else sigma = 75 u^2 with u uniform (about 58 % of the draws under sigma 25, where
+users' photos are). alpha(sigma) is the piecewise-linear JOINT_CALIBRATION table below (about
+sqrt(sigma/75): weight space is spent where the behaviour changes fastest, near a clean photo), and
+export.py writes the same table into the file, so training and engine map sigma identically.
+--noise 8bit clips and rounds the noisy input to 0..255 integers, as in any saved photo. --gray trains
+on Train400 (1 channel); --init FILE.safetensors starts from an exported plain or DNI model (a color
+file is converted to gray by summing the head over colors and averaging the tail, which is exactly
+the color network run on a gray image replicated to RGB).
+
 Writes runs/<name>/config.json, log.csv (step, elapsed_s, lr, loss, psnr_train), ckpt.pt (with
 optimizer state, every --ckpt-every seconds and at the end; resumed from if present) and, at the
 end, model.pt (weights only: the full backbone for --family base, only the trained family
@@ -38,6 +54,9 @@ sys.path.insert(0, HERE)
 import nets  # noqa: E402
 
 NVAL = 32
+# sigma -> alpha for the joint recipe (about sqrt(sigma / 75)); export.py writes it into the file.
+JOINT_CALIBRATION = [[s, round(math.sqrt(s / 75.0), 4)] for s in
+                     (0, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12.5, 15, 17.5, 20, 25, 30, 35, 40, 45, 50, 55, 60, 67.5, 75)]
 
 
 # ----------------------------------------------------------------------------------- data
@@ -54,12 +73,18 @@ def load_rgb(path):
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)
 
 
-def load_train_tensor(paths, device):
-    """All images as one uint8 tensor [N, 3, H, W] (portrait images transposed to landscape, all cropped
+def gray_train_paths(data):
+    """Train400 (the DnCNN gray training set), sorted."""
+    folder = os.path.join(data, "Train400")
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(".png"))
+
+
+def load_train_tensor(paths, device, gray=False):
+    """All images as one uint8 tensor [N, C, H, W] (portrait images transposed to landscape, all cropped
     to the smallest size: 321x481 for BSDS500)."""
     imgs = []
     for p in paths:
-        a = load_rgb(p)
+        a = np.asarray(Image.open(p).convert("L"), dtype=np.uint8)[:, :, None] if gray else load_rgb(p)
         if a.shape[0] > a.shape[1]:
             a = a.transpose(1, 0, 2)
         imgs.append(a)
@@ -91,7 +116,9 @@ def random_batch(data, batch, patch, gen):
 # ----------------------------------------------------------------------------------- training
 
 def build(cfg, device):
-    arch = dict(channels=cfg["channels"], blocks=cfg["blocks"], in_ch=3)
+    arch = dict(channels=cfg["channels"], blocks=cfg["blocks"], in_ch=cfg["in_ch"])
+    if cfg.get("init"):
+        return nets.from_tunable_file(cfg["init"], cfg["family"], in_ch=cfg["in_ch"]).to(device)
     if cfg["family"] == "base":
         return nets.Backbone(**arch).to(device)
     base, bcfg = nets.load_model(cfg["base"], map_location="cpu")
@@ -101,8 +128,35 @@ def build(cfg, device):
     return nets.make_family(cfg["family"], base, adafm_k=cfg["adafm_k"], ftn_groups=cfg["ftn_groups"]).to(device)
 
 
+def whole_state(cfg):
+    """Checkpoints hold every parameter (not only the family's) for base models and the joint recipe."""
+    return cfg["family"] == "base" or cfg.get("recipe") == "joint"
+
+
 def model_state(model, cfg):
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()} if cfg["family"] == "base" else model.trainable_state()
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()} if whole_state(cfg) else model.trainable_state()
+
+
+def draw_sigmas(n, gen, dev, top):
+    """Noise levels for the joint recipe: 0 with probability 0.1, else top * u^2."""
+    u = torch.rand(n, device=dev, generator=gen)
+    zero = torch.rand(n, device=dev, generator=gen) < 0.1
+    return torch.where(zero, torch.zeros_like(u), top * u * u)
+
+
+def add_noise(clean, sigma, gen, kind):
+    """clean in [0,1]; sigma on the 0..255 scale (a number or one per sample). '8bit' clips and rounds
+    the noisy picture to 0..255 integers as any saved photo is; 'float' leaves it as it is."""
+    sig = torch.as_tensor(sigma, device=clean.device, dtype=clean.dtype).reshape(-1, 1, 1, 1) / 255.0
+    noisy = clean + sig * torch.randn(clean.shape, device=clean.device, generator=gen)
+    if kind == "8bit":
+        noisy = (noisy * 255.0).clamp_(0, 255).round_().div_(255.0)
+    return noisy
+
+
+def alpha_of(sigma):
+    xs, ys = zip(*JOINT_CALIBRATION)
+    return float(np.interp(sigma, xs, ys))
 
 
 def lr_at(frac, cfg):
@@ -111,6 +165,25 @@ def lr_at(frac, cfg):
         return cfg["lr"] * max(frac / warm, 0.01)
     f = min((frac - warm) / (1 - warm), 1.0)
     return cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * f))
+
+
+# log(MSE + eps): eps is the MSE of a 55 dB picture, so a clean photo is not pushed past that.
+LOG_EPS = 10 ** -5.5
+
+
+def joint_step(model, clean, gen, a):
+    """One joint-recipe batch: groups of patches, each at its own sigma and alpha(sigma).
+    Returns (mean MSE for the log, loss)."""
+    sigmas = draw_sigmas(a.groups, gen, clean.device, a.sigma).tolist()
+    per = a.batch // a.groups
+    mses, losses = [], []
+    for g, s in enumerate(sigmas):
+        c = clean[g * per:(g + 1) * per]
+        out = model(add_noise(c, s, gen, a.noise), alpha_of(s))
+        m = (out - c).pow(2).flatten(1).mean(1)
+        mses.append(m.mean())
+        losses.append(torch.log(m + LOG_EPS).mean() if a.loss == "logl2" else m.mean())
+    return torch.stack(mses).mean(), torch.stack(losses).mean()
 
 
 def main():
@@ -130,7 +203,14 @@ def main():
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-min", type=float, default=1e-5)
-    ap.add_argument("--loss", choices=["l2", "l1"], default="l2")
+    ap.add_argument("--loss", choices=["l2", "l1", "logl2"], default="l2",
+                    help="logl2: mean over groups of log(MSE), so every noise level counts in dB, not in MSE")
+    ap.add_argument("--recipe", choices=["two-stage", "joint"], default="two-stage",
+                    help="joint: dni only; both ends trained together over sigma 0..--sigma")
+    ap.add_argument("--noise", choices=["float", "8bit"], default="float")
+    ap.add_argument("--groups", type=int, default=4, help="joint: noise levels per batch")
+    ap.add_argument("--init", help="start from an exported .safetensors (plain or dni) instead of --base")
+    ap.add_argument("--gray", action="store_true", help="train on Train400 (gray) instead of CBSD432")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=float, default=60.0, help="seconds")
@@ -142,8 +222,10 @@ def main():
     a = ap.parse_args()
     if (a.steps > 0) == (a.seconds > 0):
         raise SystemExit("give exactly one of --steps / --seconds")
-    if a.family != "base" and not a.base:
-        raise SystemExit("--base is required for a family")
+    if a.family != "base" and not (a.base or a.init):
+        raise SystemExit("--base (or --init) is required for a family")
+    if a.recipe == "joint" and (a.family != "dni" or a.batch % a.groups):
+        raise SystemExit("--recipe joint needs --family dni and --batch a multiple of --groups")
     if a.patch % 2:
         raise SystemExit("--patch must be even")
     if a.threads:
@@ -155,14 +237,20 @@ def main():
         torch.backends.cudnn.benchmark = True
 
     cfg = {k: getattr(a, k) for k in ("name", "family", "sigma", "base", "channels", "blocks", "adafm_k", "ftn_groups",
-                                      "ftn_reg", "steps", "seconds", "batch", "patch", "lr", "lr_min", "loss", "seed")}
-    cfg["in_ch"] = 3
+                                      "ftn_reg", "steps", "seconds", "batch", "patch", "lr", "lr_min", "loss", "seed",
+                                      "recipe", "noise", "groups", "init", "gray")}
+    cfg["in_ch"] = 1 if a.gray else 3
+    if a.recipe == "joint":
+        cfg["calibration"] = JOINT_CALIBRATION
     rdir = os.path.join(a.runs, a.name)
     os.makedirs(rdir, exist_ok=True)
     ck_path = os.path.join(rdir, "ckpt.pt")
 
     torch.manual_seed(a.seed)
     model = build(cfg, dev)
+    if a.recipe == "joint":
+        for p in model.parameters():
+            p.requires_grad_(True)
     if a.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -174,7 +262,7 @@ def main():
         new = {k: v for k, v in cfg.items() if k not in ("steps", "seconds", "base")}
         if old != new:
             raise SystemExit(f"{ck_path} was written with another config: {old} vs {new}; delete it or use another --name")
-        if a.family == "base":
+        if whole_state(cfg):
             model.load_state_dict(ck["state"])
         else:
             model.load_trainable_state(ck["state"])
@@ -184,14 +272,13 @@ def main():
     with open(os.path.join(rdir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
 
-    train_paths, _ = split_ids(a.data)
+    train_paths = gray_train_paths(a.data) if a.gray else split_ids(a.data)[0]
     t0 = time.time()
-    data = load_train_tensor(train_paths, dev)
+    data = load_train_tensor(train_paths, dev, gray=a.gray)
     print(f"[{a.name}] {a.family} sigma {a.sigma:g} on {dev}: {data.shape[0]} images {tuple(data.shape[2:])} loaded in "
           f"{time.time() - t0:.1f} s; {sum(p.numel() for p in params)} trainable params; startup "
           f"{time.time() - T_PROCESS:.1f} s", flush=True)
     gen = torch.Generator(device=dev).manual_seed(a.seed * 1000003 + step)
-    sig = a.sigma / 255.0
     alpha = 1.0  # families train at the end level
 
     def save(final):
@@ -222,12 +309,16 @@ def main():
         for gp in opt.param_groups:
             gp["lr"] = lr
         clean = random_batch(data, a.batch, a.patch, gen)
-        noisy = clean + sig * torch.randn(clean.shape, device=dev, generator=gen)
-        if a.channels_last:
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
-        out = model(noisy) if a.family == "base" else model(noisy, alpha)
-        mse = F.mse_loss(out, clean)
-        loss = mse if a.loss == "l2" else F.l1_loss(out, clean)
+        if a.recipe == "joint":
+            mse, loss = joint_step(model, clean, gen, a)
+        else:
+            noisy = add_noise(clean, a.sigma, gen, a.noise)
+            if a.channels_last:
+                noisy = noisy.contiguous(memory_format=torch.channels_last)
+            out = model(noisy) if a.family == "base" else model(noisy, alpha)
+            mse = F.mse_loss(out, clean)
+            loss = {"l2": lambda: mse, "l1": lambda: F.l1_loss(out, clean),
+                    "logl2": lambda: torch.log(mse + LOG_EPS)}[a.loss]()
         if a.family == "ftn" and a.ftn_reg > 0:
             loss = loss + a.ftn_reg * model.smoothness()
         opt.zero_grad(set_to_none=True)
