@@ -91,6 +91,38 @@ impl Engine {
         }
     }
 
+    /// An engine on a device the application already has (its own wgpu 30 instance, adapter,
+    /// device and queue: an editor, a viewer, a game), so frames never leave that device for a
+    /// second one. `device` and `queue` are kept (wgpu handles are reference-counted: the
+    /// application keeps its clones); `adapter` is only read (its name and capabilities).
+    ///
+    /// The engine asks nothing of the device: it works within the limits and features the
+    /// device was created with (`device.limits()`). The storage-binding limit it finds bounds
+    /// the tile side of each model (a big image is tiled so every tensor of a tile fits one
+    /// binding) and the workgroup-count limit splits the dispatches. What the kernels cannot do
+    /// without (6 storage buffers per shader stage, 16,352 bytes of workgroup memory, 256
+    /// invocations per workgroup, a 256 x 4 workgroup, compute shaders) is checked here: if the
+    /// device lacks any, the error ([`Error::DeviceLimits`]) names each limit and the value
+    /// needed. No wgpu feature is needed. The device's lost callback and uncaptured-error
+    /// handler stay the application's.
+    ///
+    /// ```no_run
+    /// # fn demo(adapter: &tunable::wgpu::Adapter, device: tunable::wgpu::Device, queue: tunable::wgpu::Queue) -> tunable::Result<()> {
+    /// let engine = tunable::Engine::from_wgpu(adapter, device, queue)?;
+    /// let model = engine.load("weights/denoise-color.safetensors")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_wgpu(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Engine> {
+        Ok(Engine {
+            backend: Backend::Gpu(GpuContext::from_wgpu(adapter, device, queue)?),
+            max_tile: EngineOptions::default().max_tile,
+        })
+    }
+
     /// A GPU engine or an error (no fallback).
     pub fn gpu() -> Result<Engine> {
         Engine::with_options(EngineOptions {
@@ -201,12 +233,43 @@ impl Engine {
             Backend::Reference => Exec::Reference,
         };
         Ok(Model {
+            max_tile: self.tile_for(&plan),
             spec: file.spec,
             plan,
             exec,
             lowering,
-            max_tile: self.max_tile,
         })
+    }
+
+    /// The largest tile side for `plan`: `max_tile`, lowered on a GPU until every tensor of a
+    /// tile with its halo fits one storage binding of the device (the limit found on it, so a
+    /// device with small bindings still runs big images, in more tiles).
+    fn tile_for(&self, plan: &Plan) -> usize {
+        let Backend::Gpu(ctx) = &self.backend else {
+            return self.max_tile;
+        };
+        let max = ctx.max_tensor_bytes();
+        let m = plan.size_multiple().max(1);
+        let halo = plan.receptive_radius().div_ceil(m) * m;
+        let fits = |tile: usize| {
+            let side = tile + 2 * halo;
+            plan.shapes(side, side)
+                .is_ok_and(|v| v.iter().all(|s| s.len() as u64 * 4 <= max))
+        };
+        // The tile the run uses is a multiple of `m`; find the largest one that fits.
+        let (mut lo, mut hi) = (1, (self.max_tile / m).max(1));
+        if fits(hi * m) {
+            return self.max_tile;
+        }
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(mid * m) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo * m // when even this does not fit, the run says which tensor is too big
     }
 }
 

@@ -13,6 +13,10 @@ pub enum Error {
     /// A GPU operation failed validation or ran out of memory (caught with error scopes).
     #[error("GPU error in {context}: {message}")]
     Gpu { context: String, message: String },
+    /// A device the application created (`Engine::from_wgpu`) cannot run the kernels: the
+    /// message names each limit that is too small, the value it has and the value needed.
+    #[error("the GPU device cannot run the kernels: {0}")]
+    DeviceLimits(String),
     /// The GPU device was lost (driver reset, removed adapter); create a new Engine.
     #[error("the GPU device was lost: {0}; create a new Engine")]
     DeviceLost(String),

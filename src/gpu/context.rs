@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{Kernel, Params};
 
 /// Workgroup memory every kernel stays under (bytes): the downlevel default, 16,352.
 pub const WORKGROUP_STORAGE_BYTES: u32 = 16_352;
@@ -20,6 +20,62 @@ pub const WORKGROUP_STORAGE_BYTES: u32 = 16_352;
 pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
 /// The largest workgroup any kernel uses.
 pub const MAX_INVOCATIONS: u32 = 256;
+/// The largest workgroup side in y any kernel uses (the tiled convs and depthwise: 16 x 4).
+pub const MAX_WORKGROUP_Y: u32 = 4;
+/// Stride of the per-dispatch uniforms in their shared buffer (bytes): the offset alignment a
+/// device may require at most.
+pub const UNIFORM_STRIDE: u64 = 256;
+/// Bytes of the per-dispatch uniform one kernel binds.
+pub const PARAMS_BYTES: u64 = std::mem::size_of::<Params>() as u64;
+
+/// What the GPU engine created and wrote since its context was made: the cost of a level
+/// change, made countable (tests, diagnostics). A snapshot from [`GpuContext::counters`];
+/// [`GpuCounters::since`] gives the work between two snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuCounters {
+    /// Kernel variants compiled (each once; the cache is shared by every plan of the context).
+    pub pipelines_compiled: u64,
+    /// Buffers created (weights, tensors, uniforms, read-back staging).
+    pub buffers_created: u64,
+    /// Bind groups created.
+    pub bind_groups_created: u64,
+    /// Bytes written with `queue.write_buffer`, everything included (weights, uniforms, the
+    /// level, input tensors).
+    pub bytes_written: u64,
+    /// The part of `bytes_written` that is input tensors (the image of each run).
+    pub input_bytes_written: u64,
+    /// The part of `bytes_written` that is model weights (uploaded once, at load).
+    pub weight_bytes_written: u64,
+}
+
+impl GpuCounters {
+    /// The work done between `earlier` and `self` (field by field).
+    pub fn since(&self, earlier: &GpuCounters) -> GpuCounters {
+        GpuCounters {
+            pipelines_compiled: self.pipelines_compiled - earlier.pipelines_compiled,
+            buffers_created: self.buffers_created - earlier.buffers_created,
+            bind_groups_created: self.bind_groups_created - earlier.bind_groups_created,
+            bytes_written: self.bytes_written - earlier.bytes_written,
+            input_bytes_written: self.input_bytes_written - earlier.input_bytes_written,
+            weight_bytes_written: self.weight_bytes_written - earlier.weight_bytes_written,
+        }
+    }
+
+    /// Bytes written that are not input tensors: what moving the level (and nothing else) costs.
+    pub fn bytes_written_besides_inputs(&self) -> u64 {
+        self.bytes_written - self.input_bytes_written
+    }
+}
+
+/// The live counters behind [`GpuCounters`], shared by every view of one context.
+#[derive(Default)]
+struct Counters {
+    buffers: AtomicU64,
+    bind_groups: AtomicU64,
+    bytes: AtomicU64,
+    input_bytes: AtomicU64,
+    weight_bytes: AtomicU64,
+}
 
 /// How to pick the adapter, and limits to force below what the device offers (tests use
 /// these to exercise the split-dispatch and size-check paths on any machine).
@@ -115,6 +171,7 @@ pub struct GpuContext {
     device_limits: wgpu::Limits,
     /// A small storage buffer bound where a kernel does not use a slot.
     pub(crate) dummy: wgpu::Buffer,
+    counters: Arc<Counters>,
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -264,33 +321,77 @@ impl GpuContext {
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::Device(format!("adapter '{}' ({:?}): {e}", ai.name, ai.backend)))?;
 
+        Self::init(&ai, device, queue, limits, opts, true)
+    }
+
+    /// A context on a device the application created (what [`crate::Engine::from_wgpu`]
+    /// uses). It works within the limits that device was created with (`device.limits()`:
+    /// the storage binding and workgroup-count limits it finds bound the tensors and split the
+    /// dispatches) and needs no wgpu feature. If the device cannot run the kernels at all, the
+    /// error ([`Error::DeviceLimits`]) names every limit that is too small and the value needed.
+    ///
+    /// The device's lost callback and uncaptured-error handler stay the application's: this
+    /// context installs neither (each of its own operations runs inside error scopes).
+    pub fn from_wgpu(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Arc<GpuContext>> {
+        let ai = adapter.get_info();
+        if !adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        {
+            return Err(Error::DeviceLimits(format!(
+                "adapter '{}' ({:?}) has no compute shaders (DownlevelFlags::COMPUTE_SHADERS)",
+                ai.name, ai.backend
+            )));
+        }
+        let limits = device.limits();
+        check_limits(&ai, &limits)?;
+        Self::init(&ai, device, queue, limits, &GpuOptions::default(), false).map(Arc::new)
+    }
+
+    /// Everything after the device exists: error plumbing, the bind group layout, the limits
+    /// the executor works within, and a smoke compile. `own_device`: the context created the
+    /// device, so it may install the device-lost callback and the uncaptured-error handler.
+    fn init(
+        ai: &wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        limits: wgpu::Limits,
+        opts: &GpuOptions,
+        own_device: bool,
+    ) -> Result<GpuContext> {
         let lost = Arc::new(AtomicBool::new(false));
         let lost_message = Arc::new(Mutex::new(None));
-        {
-            let (lost, msg) = (lost.clone(), lost_message.clone());
-            device.set_device_lost_callback(move |reason, m| {
-                lost.store(true, Ordering::SeqCst);
-                if let Ok(mut g) = msg.lock() {
-                    *g = Some(if m.is_empty() {
-                        format!("{reason:?}")
-                    } else {
-                        format!("{reason:?}: {m}")
-                    });
-                }
-            });
-        }
         let uncaptured = Arc::new(Mutex::new(None));
-        {
-            let slot = uncaptured.clone();
-            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                if let Ok(mut g) = slot.lock() {
-                    if g.is_none() {
-                        *g = Some(e.to_string());
+        if own_device {
+            {
+                let (lost, msg) = (lost.clone(), lost_message.clone());
+                device.set_device_lost_callback(move |reason, m| {
+                    lost.store(true, Ordering::SeqCst);
+                    if let Ok(mut g) = msg.lock() {
+                        *g = Some(if m.is_empty() {
+                            format!("{reason:?}")
+                        } else {
+                            format!("{reason:?}: {m}")
+                        });
                     }
-                }
-            }));
+                });
+            }
+            {
+                let slot = uncaptured.clone();
+                device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                    if let Ok(mut g) = slot.lock() {
+                        if g.is_none() {
+                            *g = Some(e.to_string());
+                        }
+                    }
+                }));
+            }
         }
-
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -376,10 +477,12 @@ impl GpuContext {
             pipelines: Arc::new(Mutex::new(HashMap::new())),
             device_limits: limits,
             dummy,
+            counters: Arc::new(Counters::default()),
         };
-        // Some adapters claim compute support and then cannot build a compute pipeline (seen:
-        // NVIDIA through EGL giving a desktop GL 3.3 context). Find out now, so the caller can
-        // fall back, instead of at the first model load.
+        ctx.counters.buffers.fetch_add(1, Ordering::Relaxed); // the dummy
+                                                              // Some adapters claim compute support and then cannot build a compute pipeline (seen:
+                                                              // NVIDIA through EGL giving a desktop GL 3.3 context). Find out now, so the caller can
+                                                              // fall back, instead of at the first model load.
         ctx.compile(Kernel::Shuffle { unshuffle: true })
             .map_err(|e| {
                 Error::Device(format!(
@@ -419,6 +522,7 @@ impl GpuContext {
             pipelines: self.pipelines.clone(),
             device_limits: self.device_limits.clone(),
             dummy: self.dummy.clone(),
+            counters: self.counters.clone(),
         })
     }
 
@@ -520,6 +624,44 @@ impl GpuContext {
         self.pipelines.lock().map(|g| g.len()).unwrap_or(0)
     }
 
+    /// What this context (and every view of it from [`GpuContext::with_limits`]) has created
+    /// and written so far: pipelines, buffers, bind groups, bytes through `queue.write_buffer`.
+    /// Take two snapshots and [`GpuCounters::since`] to see what one run or one level change
+    /// cost.
+    pub fn counters(&self) -> GpuCounters {
+        let c = &self.counters;
+        GpuCounters {
+            pipelines_compiled: self.pipelines_compiled() as u64,
+            buffers_created: c.buffers.load(Ordering::Relaxed),
+            bind_groups_created: c.bind_groups.load(Ordering::Relaxed),
+            bytes_written: c.bytes.load(Ordering::Relaxed),
+            input_bytes_written: c.input_bytes.load(Ordering::Relaxed),
+            weight_bytes_written: c.weight_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `queue.write_buffer`, counted.
+    pub(crate) fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.counters
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.queue.write_buffer(buffer, offset, data);
+    }
+
+    /// `queue.write_buffer` of an input tensor, counted as such.
+    pub(crate) fn write_input(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.counters
+            .input_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.write_buffer(buffer, offset, data);
+    }
+
+    /// `device.create_bind_group`, counted.
+    pub(crate) fn create_bind_group(&self, desc: &wgpu::BindGroupDescriptor) -> wgpu::BindGroup {
+        self.counters.bind_groups.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(desc)
+    }
+
     pub(crate) fn create_buffer(
         &self,
         label: &str,
@@ -536,6 +678,7 @@ impl GpuContext {
             });
         }
         let scope = ErrorScope::push(&self.device);
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
         let b = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.max(16).div_ceil(4) * 4,
@@ -561,8 +704,17 @@ impl GpuContext {
             usage | wgpu::BufferUsages::COPY_DST,
         )?;
         if !data.is_empty() {
-            self.queue.write_buffer(&b, 0, data);
+            self.write_buffer(&b, 0, data);
         }
+        Ok(b)
+    }
+
+    /// A storage buffer holding model weights, `data` uploaded: counted as a weight upload.
+    pub(crate) fn weights_with(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+        let b = self.buffer_with(label, data, wgpu::BufferUsages::STORAGE)?;
+        self.counters
+            .weight_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(b)
     }
 
@@ -626,6 +778,85 @@ impl GpuContext {
             Ok(()) => e,
         }
     }
+}
+
+/// Checks what the kernels need from a device against the limits it was created with: every
+/// limit that is too small is named, with the value it has and the value needed.
+pub fn check_limits(adapter: &wgpu::AdapterInfo, l: &wgpu::Limits) -> Result<()> {
+    let mut missing: Vec<String> = vec![];
+    let mut at_least = |what: &str, have: u64, need: u64| {
+        if have < need {
+            missing.push(format!("{what} = {have} (need {need})"));
+        }
+    };
+    at_least(
+        "max_storage_buffers_per_shader_stage",
+        l.max_storage_buffers_per_shader_stage.into(),
+        STORAGE_BUFFERS_PER_STAGE.into(),
+    );
+    at_least(
+        "max_uniform_buffers_per_shader_stage",
+        l.max_uniform_buffers_per_shader_stage.into(),
+        2,
+    );
+    at_least(
+        "max_uniform_buffer_binding_size",
+        l.max_uniform_buffer_binding_size,
+        PARAMS_BYTES,
+    );
+    at_least("max_bind_groups", l.max_bind_groups.into(), 1);
+    at_least(
+        "max_bindings_per_bind_group",
+        l.max_bindings_per_bind_group.into(),
+        8,
+    );
+    at_least(
+        "max_compute_workgroup_storage_size",
+        l.max_compute_workgroup_storage_size.into(),
+        WORKGROUP_STORAGE_BYTES.into(),
+    );
+    at_least(
+        "max_compute_invocations_per_workgroup",
+        l.max_compute_invocations_per_workgroup.into(),
+        MAX_INVOCATIONS.into(),
+    );
+    at_least(
+        "max_compute_workgroup_size_x",
+        l.max_compute_workgroup_size_x.into(),
+        MAX_INVOCATIONS.into(),
+    );
+    at_least(
+        "max_compute_workgroup_size_y",
+        l.max_compute_workgroup_size_y.into(),
+        MAX_WORKGROUP_Y.into(),
+    );
+    at_least(
+        "max_compute_workgroups_per_dimension",
+        l.max_compute_workgroups_per_dimension.into(),
+        1,
+    );
+    // The smallest buffer the executor makes (16 bytes: the unused-slot dummy, the level).
+    at_least(
+        "max_storage_buffer_binding_size",
+        l.max_storage_buffer_binding_size,
+        16,
+    );
+    at_least("max_buffer_size", l.max_buffer_size, 16);
+    if u64::from(l.min_uniform_buffer_offset_alignment) > UNIFORM_STRIDE {
+        missing.push(format!(
+            "min_uniform_buffer_offset_alignment = {} (need at most {UNIFORM_STRIDE})",
+            l.min_uniform_buffer_offset_alignment
+        ));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::DeviceLimits(format!(
+        "the device on '{}' ({:?}) was created with {}; request at least these in wgpu::DeviceDescriptor::required_limits (the adapter's own limits: adapter.limits())",
+        adapter.name,
+        adapter.backend,
+        missing.join(", ")
+    )))
 }
 
 pub(crate) fn poisoned<T>(_: T) -> Error {

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::cpu::reference::FtnParams;
 use crate::error::{Error, Result};
-use crate::gpu::context::{poisoned, ErrorScope, GpuContext};
+// UNIFORM_STRIDE: byte stride of the per-dispatch uniforms in one buffer (>= the offset
+// alignment of any device the context accepts).
+use crate::gpu::context::{poisoned, ErrorScope, GpuContext, UNIFORM_STRIDE};
 use crate::gpu::kernels::{grid_1d, split_grid, EpFlags, Kernel, Params};
 use crate::plan::{
     infer_shapes, Activation, Affine, Combine, Epilogue, LevelVec, Mix, Node, Op, Plan, Shape,
@@ -15,8 +17,6 @@ use crate::plan::{
 };
 use crate::tensor::Tensor;
 
-/// Byte stride of the per-dispatch uniforms in one buffer (>= any device's offset alignment).
-const UNIFORM_STRIDE: u64 = 256;
 const PARAMS_SIZE: u64 = std::mem::size_of::<Params>() as u64;
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
@@ -296,11 +296,7 @@ impl GpuPlan {
                 ),
             });
         }
-        ctx.buffer_with(
-            &format!("{node}.{what}"),
-            bytemuck::cast_slice(data),
-            STORAGE,
-        )
+        ctx.weights_with(&format!("{node}.{what}"), bytemuck::cast_slice(data))
     }
 
     fn upload(ctx: &GpuContext, n: &Node) -> Result<GpuOp> {
@@ -782,7 +778,7 @@ impl GpuPlan {
         let prep = prep.lock().map_err(poisoned)?;
         let scope = ErrorScope::push(&ctx.device);
         for (&t, x) in self.inputs.iter().zip(inputs) {
-            ctx.queue.write_buffer(
+            ctx.write_input(
                 &prep.pool[prep.tensor_buf[t]],
                 0,
                 bytemuck::cast_slice(&x.data),
@@ -808,8 +804,7 @@ impl GpuPlan {
             .map_err(|e| ctx.lost_or(e))?;
         let index = {
             let _g = self.submit.lock().map_err(poisoned)?;
-            ctx.queue
-                .write_buffer(&self.level, 0, bytemuck::cast_slice(level));
+            ctx.write_buffer(&self.level, 0, bytemuck::cast_slice(level));
             ctx.submit(encoder)?
         };
         let data = ctx.map_read(&prep.staging, out_bytes, index)?;
@@ -862,7 +857,7 @@ fn build_steps(ctx: &GpuContext, level: &wgpu::Buffer, launches: Vec<Launch>) ->
         };
         let mut bound = vec![];
         for (off, count) in pieces {
-            let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            let bg = ctx.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("tunable step"),
                 layout: &ctx.layout,
                 entries: &[
@@ -995,7 +990,7 @@ fn run_once_with_level(
     record(&mut encoder, &steps);
     encoder.copy_buffer_to_buffer(out, 0, &staging, 0, bytes);
     scope.pop("recording")?;
-    ctx.queue.write_buffer(level, 0, bytemuck::cast_slice(lv));
+    ctx.write_buffer(level, 0, bytemuck::cast_slice(lv));
     let index = ctx.submit(encoder)?;
     ctx.map_read(&staging, bytes, index)
 }

@@ -14,5 +14,5 @@ pub mod context;
 pub mod exec;
 pub mod kernels;
 
-pub use context::{GpuContext, GpuInfo, GpuOptions};
+pub use context::{GpuContext, GpuCounters, GpuInfo, GpuOptions};
 pub use exec::{ftn_transform, mix_weights, run_node, GpuPlan};
