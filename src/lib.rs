@@ -18,6 +18,12 @@ pub mod model;
 pub mod plan;
 pub mod tensor;
 
+/// The wgpu this crate is built on: **wgpu 30**. Hand [`Engine::from_wgpu`] a device made
+/// with this wgpu (`tunable::wgpu`), not with another major version: two wgpu majors are two
+/// different crates, and a device of one cannot be used by the other (Bevy, egui-wgpu and
+/// iced each pin their own wgpu; pick a `tunable` built on the same major).
+pub use wgpu;
+
 pub use engine::{BackendChoice, Engine, EngineOptions, Model};
 pub use error::{Error, Result};
 pub use image::Image;
