@@ -144,9 +144,27 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 fn builtin_default_exists() -> bool {
+    builtin_exists("color")
+}
+
+fn builtin_exists(kind: &str) -> bool {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("weights/denoise-color.safetensors")
+        .join(format!("weights/denoise-{kind}.safetensors"))
         .is_file()
+}
+
+/// PSNR of two same-size 8-bit pictures, computed here (not by the crate's metrics).
+fn psnr_files(a: &Path, b: &Path) -> f64 {
+    let (a, b) = (image::open(a).unwrap(), image::open(b).unwrap());
+    let (a, b) = (a.to_rgb8().into_raw(), b.to_rgb8().into_raw());
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(&b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10()
 }
 
 #[test]
@@ -590,7 +608,7 @@ fn without_model_and_without_builtin_says_how() {
         &tunable(&[&"sweep", &input, &"-o", &d.join("s.png")]),
         &["--model"],
     );
-    assert!(ok(&tunable(&[&"models", &"--dir", &d])).contains("built-in: none"));
+    assert!(ok(&tunable(&[&"models", &"--dir", &d])).contains("built-in, color: none"));
     assert_eq!(names(&d), vec!["in.png"]);
 }
 
@@ -611,7 +629,7 @@ fn builtin_default_model_restores_without_model_flag() {
     );
     let t = ok(&tunable(&[&"models", &"--dir", &d]));
     assert!(
-        t.contains("built-in (weights/denoise-color.safetensors):"),
+        t.contains("built-in, color (weights/denoise-color.safetensors):"),
         "{t}"
     );
     ok(&tunable(&[
@@ -622,4 +640,142 @@ fn builtin_default_model_restores_without_model_flag() {
         &"--levels",
         &"0,1",
     ]));
+}
+
+/// The numbers in the row of `eval`'s table that starts with `| sigma |`.
+fn eval_row(table: &str, sigma: &str) -> Vec<String> {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {sigma} |")))
+        .unwrap_or_else(|| panic!("no row for sigma {sigma} in\n{table}"));
+    line.split('|')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+#[test]
+fn eval_with_8bit_or_float_noise_told_or_blind() {
+    let (d, m) = folder_with_model("eval");
+    let data = d.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (i, name) in ["a.png", "b.png"].iter().enumerate() {
+        save(&picture(40, 36, 3, 0.0, 30 + i as u64), &data.join(name));
+    }
+    let run = |extra: &[&dyn AsRef<OsStr>]| {
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![
+            &"eval", &"--data", &data, &"--model", &m, &"--sigma", &"0,30",
+        ];
+        args.extend_from_slice(extra);
+        ok(&tunable(&args))
+    };
+    let noisy = d.join("noisy");
+    let eight = run(&[&"--noise", &"8bit", &"--save-noisy", &noisy]);
+    let float = run(&[&"--noise", &"float"]);
+    let blind = run(&[&"--blind"]);
+    // Columns: sigma, input PSNR, level, estimated sigma, PSNR, SSIM.
+    let (e30, f30, b30) = (
+        eval_row(&eight, "30"),
+        eval_row(&float, "30"),
+        eval_row(&blind, "30"),
+    );
+    assert_eq!(eval_row(&eight, "0")[1], "inf", "{eight}");
+    // Clipping at 0 and 255 and rounding change the noisy input.
+    assert_ne!(
+        e30[1], f30[1],
+        "8-bit and float noise gave the same input\n{eight}\n{float}"
+    );
+    // The default noise is 8-bit, so blind mode sees the same inputs; told mode shows no estimate.
+    assert_eq!(b30[1], e30[1]);
+    assert_eq!(e30[3], "-");
+    let est: f64 = b30[3].parse().unwrap();
+    assert!((15.0..45.0).contains(&est), "estimate {est} for sigma 30");
+    // The saved noisy pictures are the inputs that were scored.
+    let saved: Vec<f64> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            psnr_files(
+                &data.join(format!("{n}.png")),
+                &noisy.join(format!("sigma30/{n}.png")),
+            )
+        })
+        .collect();
+    let mean = (saved[0] + saved[1]) / 2.0;
+    let printed: f64 = e30[1].parse().unwrap();
+    assert!(
+        (mean - printed).abs() < 0.01,
+        "saved {mean} vs printed {printed}"
+    );
+    fails(
+        &tunable(&[
+            &"eval",
+            &"--data",
+            &data,
+            &"--model",
+            &m,
+            &"--noise",
+            &"float",
+            &"--save-noisy",
+            &noisy,
+        ]),
+        &["--save-noisy needs --noise 8bit"],
+    );
+}
+
+/// The shipped default models on pictures made here: a clean picture passes blind restoring
+/// nearly unchanged (40 dB or more against itself), and an 8-bit noisy one comes out better than
+/// it went in; a gray picture gets the gray model without `--model`.
+#[test]
+fn builtin_models_leave_clean_pictures_unharmed_and_improve_noisy_ones() {
+    for (kind, channels) in [("color", 3), ("gray", 1)] {
+        if !builtin_exists(kind) {
+            println!("skipped: weights/denoise-{kind}.safetensors is absent");
+            continue;
+        }
+        let d = tmpdir(&format!("quality-{kind}"));
+        let clean = save(&picture(96, 80, channels, 0.0, 41), &d.join("clean.png"));
+        let out = d.join("out.png");
+        let o = tunable(&[&"restore", &clean, &"-o", &out]);
+        ok(&o);
+        let p = psnr_files(&clean, &out);
+        assert!(
+            p >= 40.0,
+            "{kind}: a clean picture came out at {p:.2} dB; {}",
+            stderr(&o)
+        );
+        for sigma in [5.0, 15.0, 30.0] {
+            // Noise added to the clean picture, stored as 8 bits (`picture` clips and truncates
+            // its own noise, so the clean version is made once and noised here).
+            let base = image::open(&clean).unwrap();
+            let mut rng = tunable::noise::Rng::new(sigma as u64);
+            let noisy_img = match base {
+                image::DynamicImage::ImageLuma8(mut g) => {
+                    g.pixels_mut().for_each(|p| {
+                        p.0[0] = (p.0[0] as f64 + sigma * rng.normal())
+                            .clamp(0.0, 255.0)
+                            .round() as u8
+                    });
+                    image::DynamicImage::ImageLuma8(g)
+                }
+                other => {
+                    let mut c = other.to_rgb8();
+                    c.pixels_mut().for_each(|p| {
+                        p.0.iter_mut().for_each(|v| {
+                            *v = (*v as f64 + sigma * rng.normal()).clamp(0.0, 255.0).round() as u8
+                        })
+                    });
+                    image::DynamicImage::ImageRgb8(c)
+                }
+            };
+            let noisy = save(&noisy_img, &d.join(format!("noisy{sigma}.png")));
+            let o = tunable(&[&"restore", &noisy, &"-o", &out]);
+            ok(&o);
+            let (before, after) = (psnr_files(&clean, &noisy), psnr_files(&clean, &out));
+            assert!(
+                after > before + 1.0,
+                "{kind} sigma {sigma}: {before:.2} dB in, {after:.2} dB out; {}",
+                stderr(&o)
+            );
+        }
+    }
 }

@@ -92,16 +92,58 @@ impl Ctx {
     fn engine(&self) -> tunable::Result<Engine> {
         Engine::with_options(self.opts.clone())
     }
+    /// The model at `path`, or the built-in color model.
     fn load(&self, engine: &Engine, path: &Option<PathBuf>) -> anyhow_like::Result<Model> {
+        self.load_for(engine, path, 3)
+    }
+    /// The model at `path`, or the built-in model for pictures of `channels` color channels.
+    fn load_for(
+        &self,
+        engine: &Engine,
+        path: &Option<PathBuf>,
+        channels: usize,
+    ) -> anyhow_like::Result<Model> {
         match path {
             Some(p) => Ok(engine.load_with(p, self.lowering)?),
-            None => match default_model::BYTES {
-                Some(bytes) => engine.load_bytes(bytes, self.lowering).map_err(|e| {
-                    format!("the built-in model ({}): {e}", default_model::SOURCE).into()
-                }),
-                None => Err(default_model::missing().into()),
-            },
+            None => {
+                let builtin = default_model::for_channels(channels);
+                match builtin.bytes {
+                    Some(bytes) => engine.load_bytes(bytes, self.lowering).map_err(|e| {
+                        format!("the built-in model ({}): {e}", builtin.source).into()
+                    }),
+                    None => Err(default_model::missing().into()),
+                }
+            }
         }
+    }
+}
+
+/// The model of a command over many pictures: the one given with `--model`, or the built-in
+/// model that fits each picture's channel count, loaded when a picture first needs it.
+pub struct ModelChoice<'a> {
+    ctx: &'a Ctx,
+    engine: &'a Engine,
+    path: Option<PathBuf>,
+    loaded: [std::cell::OnceCell<Model>; 2],
+}
+
+impl<'a> ModelChoice<'a> {
+    pub fn new(ctx: &'a Ctx, engine: &'a Engine, path: Option<PathBuf>) -> Self {
+        ModelChoice {
+            ctx,
+            engine,
+            path,
+            loaded: Default::default(),
+        }
+    }
+    /// The model for a picture of `channels` color channels (a given model serves every picture).
+    pub fn for_channels(&self, channels: usize) -> anyhow_like::Result<&Model> {
+        let slot = usize::from(self.path.is_none() && channels == 1);
+        if let Some(m) = self.loaded[slot].get() {
+            return Ok(m);
+        }
+        let model = self.ctx.load_for(self.engine, &self.path, channels)?;
+        Ok(self.loaded[slot].get_or_init(|| model))
     }
 }
 

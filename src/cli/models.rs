@@ -16,16 +16,21 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    match default_model::BYTES {
-        Some(bytes) => describe(
-            &format!("built-in ({})", default_model::SOURCE),
-            ModelFile::from_bytes(bytes),
-            bytes.len() as u64,
-        ),
-        None => println!(
-            "built-in: none ({} was absent when this binary was built; --model is required)",
-            default_model::SOURCE
-        ),
+    for (kind, builtin) in [
+        ("color", &default_model::COLOR),
+        ("gray", &default_model::GRAY),
+    ] {
+        match builtin.bytes {
+            Some(bytes) => describe(
+                &format!("built-in, {kind} ({})", builtin.source),
+                ModelFile::from_bytes(bytes),
+                bytes.len() as u64,
+            ),
+            None => println!(
+                "built-in, {kind}: none ({} was absent when this binary was built; --model is required)",
+                builtin.source
+            ),
+        }
     }
     let files = model_files(&a.dir);
     match files {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use tunable::{estimate, Image, Level, Model};
 
-use super::{anyhow_like::Result, same_file, warn_if_clamped, Ctx};
+use super::{anyhow_like::Result, same_file, warn_if_clamped, Ctx, ModelChoice};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,7 +17,7 @@ pub struct Args {
     /// missing) that receives each result under its input's file name.
     #[arg(short, long)]
     output: PathBuf,
-    /// A model file (default: the model built into the binary).
+    /// A model file (default: the built-in model, the gray one for gray pictures).
     #[arg(long)]
     model: Option<PathBuf>,
     /// The knob's value directly (alpha, on the model's first axis).
@@ -43,16 +43,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         }
     }
     let engine = ctx.engine()?;
-    let model = ctx.load(&engine, &a.model)?;
-    let level = given_level(&model, &a);
+    let models = Levels::new(ModelChoice::new(ctx, &engine, a.model.clone()), &a);
     if let [(input, output)] = jobs.as_slice() {
-        return restore_one(&model, level.as_ref(), input, output);
+        return restore_one(&models, input, output);
     }
     // Several files: go on past a bad one, say which failed, and fail at the end.
     let mut failed = vec![];
     for (i, (input, output)) in jobs.iter().enumerate() {
         eprintln!("[{}/{}] {}", i + 1, jobs.len(), input.display());
-        if let Err(e) = restore_one(&model, level.as_ref(), input, output) {
+        if let Err(e) = restore_one(&models, input, output) {
             eprintln!("error: {e}");
             failed.push(input.display().to_string());
         }
@@ -107,9 +106,36 @@ fn jobs(a: &Args) -> Result<Vec<(PathBuf, PathBuf)>> {
     Ok(jobs)
 }
 
-/// The level the user gave (said once, with its clamping warning), or `None` for blind mode.
-fn given_level(model: &Model, a: &Args) -> Option<Level> {
-    match (a.level, a.sigma) {
+/// The models of a run with the level the user gave, resolved (and its clamping warning said)
+/// once per model.
+struct Levels<'a> {
+    models: ModelChoice<'a>,
+    level: Option<f32>,
+    sigma: Option<f32>,
+    resolved: [std::cell::OnceCell<Option<Level>>; 2],
+}
+
+impl<'a> Levels<'a> {
+    fn new(models: ModelChoice<'a>, a: &Args) -> Self {
+        Levels {
+            models,
+            level: a.level,
+            sigma: a.sigma,
+            resolved: Default::default(),
+        }
+    }
+    /// The model for `image` and the level to run it at, `None` for blind mode.
+    fn for_image(&self, image: &Image) -> Result<(&Model, Option<Level>)> {
+        let model = self.models.for_channels(image.channels())?;
+        let slot = usize::from(image.channels() == 1);
+        let level = self.resolved[slot].get_or_init(|| given_level(model, self.level, self.sigma));
+        Ok((model, level.clone()))
+    }
+}
+
+/// The level the user gave (with its clamping warning), or `None` for blind mode.
+fn given_level(model: &Model, level: Option<f32>, sigma: Option<f32>) -> Option<Level> {
+    match (level, sigma) {
         (Some(l), _) => Some(Level::alpha(l)),
         (None, Some(s)) => {
             warn_if_clamped(model, s);
@@ -120,11 +146,12 @@ fn given_level(model: &Model, a: &Args) -> Option<Level> {
     }
 }
 
-/// Restores one file at `level`, or blind (estimating this image's noise) when `None`.
-fn restore_one(model: &Model, level: Option<&Level>, input: &Path, output: &Path) -> Result<()> {
+/// Restores one file at the given level, or blind (estimating this image's noise).
+fn restore_one(models: &Levels, input: &Path, output: &Path) -> Result<()> {
     let image = Image::open(input)?;
+    let (model, level) = models.for_image(&image)?;
     let level = match level {
-        Some(l) => l.clone(),
+        Some(l) => l,
         None => {
             let sigma = estimate::noise_sigma(&image);
             let lv = model.level_vec(&Level::sigma(sigma))?;
