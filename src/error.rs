@@ -45,6 +45,14 @@ pub enum Error {
     Image(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A model or a run over one of the engine's limits (size multiple, receptive field,
+    /// channels, memory for one run); the message names the sizes and the limit.
+    #[error("over a limit: {0}")]
+    Limit(String),
+    /// A run produced NaN or infinity (a level far outside what the model was trained for, or
+    /// a model whose values overflow); no image is returned.
+    #[error("non-finite output: {0}")]
+    NonFinite(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -55,6 +63,7 @@ impl Error {
         match self {
             Error::Shape(m) => Error::Shape(format!("node '{node}': {m}")),
             Error::Graph(m) => Error::Graph(format!("node '{node}': {m}")),
+            Error::Limit(m) => Error::Limit(format!("node '{node}': {m}")),
             other => other,
         }
     }

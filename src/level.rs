@@ -60,10 +60,16 @@ impl Level {
                     axis.name
                 )));
             }
-            if !axis.extrapolate && (v < axis.min || v > axis.max) {
+            let (lo, hi) = axis.allowed_range();
+            if v < lo || v > hi {
+                let what = if axis.extrapolate {
+                    "the range the model extrapolates to"
+                } else {
+                    "the model's range"
+                };
                 return Err(Error::Level(format!(
-                    "{} = {v} is outside the model's range [{}, {}]",
-                    axis.name, axis.min, axis.max
+                    "{} = {v} is outside {what} [{lo}, {hi}]",
+                    axis.name
                 )));
             }
             out[i] = v;

@@ -12,6 +12,111 @@ use crate::error::{Error, Result};
 pub const MAX_AXES: usize = 4;
 pub const MAX_DELTAS: usize = 4;
 
+/// Load-time bounds on a model's geometry ([`Plan::check_limits`]): past them a file of a few
+/// kilobytes could ask for terabytes. Restoration nets stay far below (FFDNet: multiple 2,
+/// radius about 30, 96 channels; a 4-level U-Net: multiple 16).
+pub const MAX_SIZE_MULTIPLE: usize = 256;
+pub const MAX_RECEPTIVE_RADIUS: usize = 1024;
+pub const MAX_CHANNELS: usize = 4096;
+
+/// The activation bytes one run (one tile) may need when `TUNABLE_MAX_RUN_MB` is not set.
+pub const DEFAULT_RUN_MEMORY: u64 = 8 << 30;
+
+/// The activation bytes one run may need: `TUNABLE_MAX_RUN_MB` (MiB) or
+/// [`DEFAULT_RUN_MEMORY`], read once.
+pub fn run_memory_limit() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("TUNABLE_MAX_RUN_MB")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_RUN_MEMORY, |mb| mb.saturating_mul(1 << 20))
+    })
+}
+
+/// What one run holds in activations at its peak, from the plan's liveness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunMemory {
+    /// The most bytes of f32 tensors alive at once.
+    pub peak_bytes: u64,
+    /// The largest single tensor.
+    pub widest: Shape,
+}
+
+/// Peak activation bytes when `nodes` (input, others, output) run in order, every tensor is
+/// dropped after its last reader, and the tensors no node writes (the inputs) and `output`
+/// are held throughout.
+pub fn run_memory<'a>(
+    shapes: &[Shape],
+    nodes: impl IntoIterator<Item = (TensorId, &'a [TensorId], TensorId)>,
+    output: TensorId,
+) -> RunMemory {
+    let nodes: Vec<_> = nodes.into_iter().collect();
+    let mut last_read = vec![None; shapes.len()];
+    let mut written = vec![false; shapes.len()];
+    for (i, &(input, others, out)) in nodes.iter().enumerate() {
+        for &t in std::iter::once(&input).chain(others) {
+            last_read[t] = Some(i);
+        }
+        written[out] = true;
+    }
+    let held = |t: TensorId| t == output || !written[t];
+    let mut live: u64 = (0..shapes.len())
+        .filter(|&t| !written[t])
+        .map(|t| shapes[t].bytes())
+        .sum();
+    let mut peak = live;
+    for (i, &(input, others, out)) in nodes.iter().enumerate() {
+        live = live.saturating_add(shapes[out].bytes());
+        peak = peak.max(live);
+        let mut done: Vec<TensorId> = std::iter::once(input)
+            .chain(others.iter().copied())
+            .chain(std::iter::once(out))
+            .filter(|&t| !held(t) && last_read[t].is_none_or(|l| l == i))
+            .collect();
+        done.sort_unstable();
+        done.dedup();
+        for t in done {
+            live = live.saturating_sub(shapes[t].bytes());
+        }
+    }
+    let widest = shapes
+        .iter()
+        .copied()
+        .max_by_key(|s| s.bytes())
+        .unwrap_or(Shape::new(0, 0, 0));
+    RunMemory {
+        peak_bytes: peak,
+        widest,
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+impl RunMemory {
+    /// An error naming the sizes when the peak is over [`run_memory_limit`].
+    pub fn check(&self, input: Shape) -> Result<()> {
+        let limit = run_memory_limit();
+        if self.peak_bytes <= limit {
+            return Ok(());
+        }
+        let w = self.widest;
+        Err(Error::Limit(format!(
+            "a {}x{} run needs {} of activations (the largest is {}x{}x{}, {}), more than the {} limit (set TUNABLE_MAX_RUN_MB, or use smaller tiles)",
+            input.w,
+            input.h,
+            gib(self.peak_bytes),
+            w.c,
+            w.h,
+            w.w,
+            gib(w.bytes()),
+            gib(limit)
+        )))
+    }
+}
+
 /// A level vector: one value per axis; unused axes are 0.
 pub type LevelVec = [f32; MAX_AXES];
 
@@ -219,6 +324,17 @@ impl Shape {
     pub fn len(&self) -> usize {
         self.c * self.h * self.w
     }
+    /// `c * h * w`, or `None` where the product does not fit a `usize`.
+    pub fn checked_len(&self) -> Option<usize> {
+        self.c.checked_mul(self.h)?.checked_mul(self.w)
+    }
+    /// Bytes of the tensor as f32, saturating (only compared against limits).
+    pub fn bytes(&self) -> u64 {
+        (self.c as u64)
+            .saturating_mul(self.h as u64)
+            .saturating_mul(self.w as u64)
+            .saturating_mul(4)
+    }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -229,9 +345,28 @@ pub fn conv_out_dim(n: usize, k: usize, stride: usize) -> usize {
     (n + 2 * (k / 2) - k) / stride + 1
 }
 
+/// What no tensor dimension may exceed: far above any image, low enough that the sums and
+/// doublings of shape inference cannot wrap.
+#[cfg(target_pointer_width = "64")]
+const MAX_DIM: usize = 1 << 40;
+/// On 32-bit targets (wasm32): 2^24, still far above any image.
+#[cfg(not(target_pointer_width = "64"))]
+const MAX_DIM: usize = 1 << 24;
+
+fn check_dims(s: Shape) -> Result<Shape> {
+    if s.c > MAX_DIM || s.h > MAX_DIM || s.w > MAX_DIM || s.checked_len().is_none() {
+        return Err(Error::Limit(format!(
+            "a {}x{}x{} tensor is larger than any this engine handles",
+            s.c, s.h, s.w
+        )));
+    }
+    Ok(s)
+}
+
 impl Op {
     /// The output shape for an input of shape `s`, or an error naming what does not fit.
     pub fn out_shape(&self, s: Shape) -> Result<Shape> {
+        check_dims(s)?;
         match self {
             Op::Conv2d(c) => {
                 if s.c != c.tensor_cin() {
@@ -309,7 +444,10 @@ pub fn infer_shapes<'a>(
             })
         };
         let s = get(input)?;
-        let out = op.out_shape(s).map_err(|e| e.in_node(name))?;
+        let out = op
+            .out_shape(s)
+            .and_then(check_dims)
+            .map_err(|e| e.in_node(name))?;
         for &o in others {
             let so = get(o)?;
             let want = if matches!(op, Op::Eltwise(_)) { s } else { out };
@@ -353,8 +491,49 @@ impl Plan {
         )
     }
 
+    /// The activation memory of one run on an `h x w` input (shapes checked).
+    pub fn run_memory(&self, h: usize, w: usize) -> Result<RunMemory> {
+        let shapes = self.shapes(h, w)?;
+        Ok(run_memory(
+            &shapes,
+            self.nodes
+                .iter()
+                .map(|n| (n.input, n.others.as_slice(), n.output)),
+            self.output,
+        ))
+    }
+
+    /// The load-time bounds: size multiple, receptive radius and channels of every tensor
+    /// within [`MAX_SIZE_MULTIPLE`], [`MAX_RECEPTIVE_RADIUS`], [`MAX_CHANNELS`].
+    pub fn check_limits(&self) -> Result<()> {
+        let m = self.size_multiple();
+        if m > MAX_SIZE_MULTIPLE {
+            return Err(Error::Limit(format!(
+                "input sizes would have to be a multiple of {m} (the product of the unshuffle and stride-2 nodes), more than the limit of {MAX_SIZE_MULTIPLE}"
+            )));
+        }
+        let r = self.receptive_radius();
+        if r > MAX_RECEPTIVE_RADIUS {
+            return Err(Error::Limit(format!(
+                "the receptive radius is {r} pixels, more than the limit of {MAX_RECEPTIVE_RADIUS}"
+            )));
+        }
+        let shapes = self.shapes(m, m)?;
+        for n in &self.nodes {
+            let c = shapes[n.output].c;
+            if c > MAX_CHANNELS {
+                return Err(Error::Limit(format!(
+                    "node '{}' writes {c} channels, more than the limit of {MAX_CHANNELS}",
+                    n.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// How many input pixels around an output pixel can influence it (in input pixels), so
-    /// that tiles processed with this halo stitch into exactly the untiled result.
+    /// that tiles processed with this halo stitch into exactly the untiled result
+    /// (saturating, like [`Plan::size_multiple`]).
     pub fn receptive_radius(&self) -> usize {
         // Track, per tensor, the radius in input pixels and the scale (input pixels per pixel).
         let mut radius = vec![0usize; self.num_tensors];
@@ -363,10 +542,13 @@ impl Plan {
             let mut r = radius[n.input];
             let s = scale[n.input];
             let (rr, ss) = match &n.op {
-                Op::Conv2d(c) => (r + (c.k / 2) * s, s * c.stride),
-                Op::Depthwise(d) => (r + (d.k / 2) * s, s),
+                Op::Conv2d(c) => (
+                    r.saturating_add((c.k / 2).saturating_mul(s)),
+                    s.saturating_mul(c.stride),
+                ),
+                Op::Depthwise(d) => (r.saturating_add((d.k / 2).saturating_mul(s)), s),
                 Op::Eltwise(_) => (r, s),
-                Op::Unshuffle => (r + s, s * 2),
+                Op::Unshuffle => (r.saturating_add(s), s.saturating_mul(2)),
                 Op::Shuffle => (r, (s / 2).max(1)),
             };
             for &o in &n.others {
@@ -379,15 +561,15 @@ impl Plan {
     }
 
     /// The product of strides and unshuffles that input sizes must be a multiple of for the
-    /// output to have exactly the input's size.
+    /// output to have exactly the input's size (saturating: a hostile file cannot wrap it).
     pub fn size_multiple(&self) -> usize {
         let mut scale = vec![1usize; self.num_tensors];
         let mut most = 1;
         for n in &self.nodes {
             let s = scale[n.input];
             scale[n.output] = match &n.op {
-                Op::Conv2d(c) => s * c.stride,
-                Op::Unshuffle => s * 2,
+                Op::Conv2d(c) => s.saturating_mul(c.stride),
+                Op::Unshuffle => s.saturating_mul(2),
                 Op::Shuffle => (s / 2).max(1),
                 _ => s,
             };

@@ -456,6 +456,7 @@ mod tests {
             min: 0.0,
             max: 1.0,
             extrapolate: false,
+            extrapolate_range: None,
             unit: Some("sigma".into()),
             calibration: Some(vec![[20.0, 0.0], [40.0, 0.5], [80.0, 1.0]]),
         };

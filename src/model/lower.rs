@@ -10,7 +10,7 @@ use crate::model::spec::{GainSpec, ModSpec, NodeSpec, Spec};
 use crate::model::tensors::TensorStore;
 use crate::plan::{
     Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, Mix, Node, Op, Plan,
-    MAX_AXES, MAX_DELTAS,
+    MAX_AXES, MAX_CHANNELS, MAX_DELTAS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -277,6 +277,17 @@ fn parse_act(n: &NodeSpec, channels: usize, tensors: &TensorStore) -> Result<Act
     }
 }
 
+/// The kind of a lowered node, for messages.
+fn describe(op: &LOp) -> &'static str {
+    match op {
+        LOp::Conv { .. } => "the conv",
+        LOp::Depthwise { .. } => "the adafm layer",
+        LOp::Eltwise { .. } => "the combine",
+        LOp::Unshuffle => "pixel unshuffle",
+        LOp::Shuffle => "pixel shuffle",
+    }
+}
+
 fn axis_coef(spec: &Spec, axis: usize) -> Result<Affine> {
     if axis >= spec.levels.len() || axis >= MAX_AXES {
         return Err(Error::Graph(format!(
@@ -315,7 +326,15 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    fn push(&mut self, name: &'a str, op: LOp, input: usize, channels: usize) {
+    /// Appends a lowered node writing `channels` channels, bounded here (before any shape is
+    /// computed) so that a chain of unshuffles cannot grow the count without end.
+    fn push(&mut self, name: &'a str, op: LOp, input: usize, channels: usize) -> Result<()> {
+        if channels > MAX_CHANNELS {
+            return Err(Error::Limit(format!(
+                "{} writes {channels} channels, more than the limit of {MAX_CHANNELS}",
+                describe(&op)
+            )));
+        }
         self.nodes.push(LNode {
             name: name.to_string(),
             op,
@@ -323,6 +342,7 @@ impl<'a> Lowerer<'a> {
         });
         self.channels.push(channels);
         self.value_of.insert(name, self.nodes.len());
+        Ok(())
     }
 
     fn node(&mut self, n: &'a NodeSpec) -> Result<()> {
@@ -341,9 +361,9 @@ impl<'a> Lowerer<'a> {
                             "pixel shuffle needs channels divisible by 4, got {c}"
                         )));
                     }
-                    self.push(&n.name, LOp::Shuffle, x, c / 4);
+                    self.push(&n.name, LOp::Shuffle, x, c / 4)?;
                 } else {
-                    self.push(&n.name, LOp::Unshuffle, x, c * 4);
+                    self.push(&n.name, LOp::Unshuffle, x, c.saturating_mul(4))?;
                 }
                 Ok(())
             }
@@ -498,7 +518,7 @@ impl<'a> Lowerer<'a> {
             },
             x,
             cout,
-        );
+        )?;
         Ok(())
     }
 
@@ -579,7 +599,7 @@ impl<'a> Lowerer<'a> {
             act,
             combine: None,
         };
-        self.push(&n.name, LOp::Depthwise { c, k, weight, epi }, x, c);
+        self.push(&n.name, LOp::Depthwise { c, k, weight, epi }, x, c)?;
         Ok(())
     }
 
@@ -645,7 +665,7 @@ impl<'a> Lowerer<'a> {
             },
             x,
             c,
-        );
+        )?;
         Ok(())
     }
 
@@ -679,7 +699,7 @@ impl<'a> Lowerer<'a> {
             },
             main,
             c,
-        );
+        )?;
         Ok(())
     }
 

@@ -52,11 +52,19 @@ impl ModelFile {
         Ok(ModelFile { spec, tensors })
     }
 
-    /// Lowers to a plan and checks that its shapes fit together.
+    /// Lowers to a plan and checks that its shapes fit together, that it stays within the
+    /// engine's geometry limits ([`Plan::check_limits`]) and that its output has the input's size.
     pub fn plan(&self, mode: Lowering, ftn: FtnFn) -> Result<Plan> {
         let plan = lower(&self.spec, &self.tensors, mode, ftn)?;
+        plan.check_limits()?;
         let m = plan.size_multiple();
-        plan.shapes(m, m)?;
+        let out = plan.shapes(m, m)?[plan.output];
+        if (out.h, out.w) != (m, m) {
+            return Err(Error::Shape(format!(
+                "the model maps a {m}x{m} image to {}x{}; only models whose output has the input's size are supported",
+                out.w, out.h
+            )));
+        }
         Ok(plan)
     }
 }

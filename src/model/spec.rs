@@ -4,9 +4,13 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::plan::MAX_AXES;
+use crate::plan::{MAX_AXES, MAX_CHANNELS};
 
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The `value_scale`s accepted at load: 255 for 8-bit semantics, 1 for a net on the 0..255
+/// scale, 65535 for 16-bit; far outside, pixel values under- or overflow f32 in the network.
+pub const VALUE_SCALE_RANGE: (f32, f32) = (1e-3, 1e6);
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +44,10 @@ pub struct LevelAxis {
     /// Whether values outside `[min, max]` are allowed (CFSNet-style families extrapolate).
     #[serde(default)]
     pub extrapolate: bool,
+    /// How far an extrapolating axis goes: `[lo, hi]` around `[min, max]`; absent, half the
+    /// range on each side (`[-0.5, 1.5]` for alpha in `[0, 1]`). See [`LevelAxis::allowed_range`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extrapolate_range: Option<[f32; 2]>,
     /// The user's unit that `calibration` maps from (e.g. "sigma").
     #[serde(default)]
     pub unit: Option<String>,
@@ -61,6 +69,22 @@ impl LevelAxis {
             return Err(Error::Level(format!("{unit_value} is not a finite number")));
         }
         Ok(interpolate(table, unit_value))
+    }
+
+    /// The axis values a level may take: `[min, max]`, or for an extrapolating axis its
+    /// `extrapolate_range` (default: half the range beyond each end). Far outside, CFSNet-style
+    /// nets produce values in the millions and then NaN.
+    pub fn allowed_range(&self) -> (f32, f32) {
+        if !self.extrapolate {
+            return (self.min, self.max);
+        }
+        match self.extrapolate_range {
+            Some([lo, hi]) => (lo, hi),
+            None => {
+                let half = (self.max - self.min) / 2.0;
+                (self.min - half, self.max + half)
+            }
+        }
     }
 
     /// The unit values the calibration table covers; `calibrate` clamps outside them.
@@ -213,9 +237,16 @@ impl Spec {
                 "in_channels and out_channels must be positive".into(),
             ));
         }
-        if !(self.value_scale.is_finite() && self.value_scale > 0.0) {
+        if self.in_channels.max(self.out_channels) > MAX_CHANNELS {
+            return Err(Error::Limit(format!(
+                "{} -> {} image channels, more than the limit of {MAX_CHANNELS}",
+                self.in_channels, self.out_channels
+            )));
+        }
+        let (lo, hi) = VALUE_SCALE_RANGE;
+        if !(self.value_scale.is_finite() && (lo..=hi).contains(&self.value_scale)) {
             return Err(Error::Format(format!(
-                "value_scale must be positive, got {}",
+                "value_scale must lie in [{lo:e}, {hi:e}], got {:e}",
                 self.value_scale
             )));
         }
@@ -231,6 +262,15 @@ impl Spec {
                     "level axis '{}': bad range [{}, {}]",
                     a.name, a.min, a.max
                 )));
+            }
+            if let Some([lo, hi]) = a.extrapolate_range {
+                let contains = lo <= a.min && a.max <= hi;
+                if !(a.extrapolate && lo.is_finite() && hi.is_finite() && contains) {
+                    return Err(Error::Format(format!(
+                        "level axis '{}': extrapolate_range [{lo}, {hi}] needs extrapolate: true and must be finite and contain [{}, {}]",
+                        a.name, a.min, a.max
+                    )));
+                }
             }
             if let Some(t) = &a.calibration {
                 let sorted = t.windows(2).all(|p| p[0][0] < p[1][0]);
