@@ -305,6 +305,36 @@ impl Model {
         self.lowering
     }
 
+    /// Bytes of buffers the executor keeps between runs: on a GPU, the per-size cache (bounded
+    /// by `TUNABLE_GPU_CACHE_MB`); on the fast CPU, the scratch pool (`TUNABLE_CPU_POOL_MB`).
+    pub fn retained_bytes(&self) -> u64 {
+        match &self.exec {
+            Exec::Gpu(g) => g.retained_bytes(),
+            Exec::Fast(f) => f.retained_bytes() as u64,
+            Exec::Reference => 0,
+        }
+    }
+
+    /// How many bytes of buffers to keep between runs (beyond those of the last run, which are
+    /// always kept); the default is the environment's or 256 MiB.
+    pub fn set_buffer_budget(&self, bytes: u64) {
+        match &self.exec {
+            Exec::Gpu(g) => g.set_cache_budget(bytes),
+            Exec::Fast(f) => f.set_pool_budget(usize::try_from(bytes).unwrap_or(usize::MAX)),
+            Exec::Reference => {}
+        }
+    }
+
+    /// Frees the buffers kept between runs (a long-running service between bursts of work);
+    /// the next run re-creates what it needs.
+    pub fn release_buffers(&self) {
+        match &self.exec {
+            Exec::Gpu(g) => g.release_buffers(),
+            Exec::Fast(f) => f.release_memory(),
+            Exec::Reference => {}
+        }
+    }
+
     /// Resolves a level against this model's axes and calibration.
     pub fn level_vec(&self, level: &Level) -> Result<LevelVec> {
         level.resolve(&self.spec.levels)
@@ -332,12 +362,15 @@ impl Model {
         let lv = self.level_vec(&level)?;
         let scale = self.spec.value_scale;
         let out = self.run_tensor(&image.to_tensor(scale), &lv, progress)?;
-        image.with_planes(out.data.into_iter().map(|v| v * scale).collect())
+        let planes: Vec<f32> = out.data.into_iter().map(|v| v * scale).collect();
+        check_finite(&planes, &level)?;
+        image.with_planes(planes)
     }
 
     /// Runs the network on one tensor of any size: pads the bottom and right to the size the
     /// network needs (mirroring the edge, as FFDNet and most restoration code do), tiles with a
     /// halo of the receptive field, crops back. No copy is made when no padding is needed.
+    /// An output holding NaN or infinity is an error ([`Error::NonFinite`]), not a tensor.
     pub fn run_tensor(
         &self,
         input: &Tensor,
@@ -348,13 +381,27 @@ impl Model {
         if h == 0 || w == 0 {
             return Err(Error::Image(format!("image of size {w}x{h} is empty")));
         }
-        let m = self.plan.size_multiple();
-        let (ph, pw) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
-        if (ph, pw) == (h, w) {
-            return self.run_tiled(input, level, progress);
+        if input.shape.checked_len() != Some(input.data.len()) {
+            return Err(Error::Shape(format!(
+                "a {c}x{h}x{w} tensor holding {} values",
+                input.data.len()
+            )));
         }
-        let out = self.run_tiled(&pad_reflect(input, ph, pw), level, progress)?;
-        Ok(crop(&out, 0, 0, h, w, c))
+        let m = self.plan.size_multiple();
+        let round_up = |n: usize| {
+            n.div_ceil(m).checked_mul(m).ok_or_else(|| {
+                Error::Limit(format!("{w}x{h} cannot be padded to a multiple of {m}"))
+            })
+        };
+        let (ph, pw) = (round_up(h)?, round_up(w)?);
+        let out = if (ph, pw) == (h, w) {
+            self.run_tiled(input, level, progress)?
+        } else {
+            let padded = self.run_tiled(&pad_reflect(input, ph, pw), level, progress)?;
+            crop(&padded, 0, 0, h, w, c)
+        };
+        check_finite(&out.data, level)?;
+        Ok(out)
     }
 
     fn run_tiled(&self, input: &Tensor, level: &LevelVec, progress: Progress) -> Result<Tensor> {
@@ -363,6 +410,7 @@ impl Model {
         let tile = (self.max_tile / m).max(1) * m;
         if h <= tile && w <= tile {
             let out = self.run_plan(input, level)?;
+            same_shape(input, &out)?;
             progress(1, 1);
             return Ok(out);
         }
@@ -380,6 +428,7 @@ impl Model {
             let (ey, ex) = ((y1 + halo).min(h), (x1 + halo).min(w));
             let piece = crop(input, sy, sx, ey - sy, ex - sx, c);
             let res = self.run_plan(&piece, level)?;
+            same_shape(&piece, &res)?;
             for ch in 0..c {
                 for y in y0..y1 {
                     let src = (ch * (ey - sy) + (y - sy)) * (ex - sx) + (x0 - sx);
@@ -398,9 +447,39 @@ impl Model {
         match &self.exec {
             Exec::Gpu(g) => g.run(input, level),
             Exec::Fast(f) => f.run(input, level),
-            Exec::Reference => Ok(reference::run_plan(&self.plan, level, input)),
+            Exec::Reference => {
+                let (h, w) = (input.shape.h, input.shape.w);
+                self.plan.run_memory(h, w)?.check(input.shape)?;
+                Ok(reference::run_plan(&self.plan, level, input))
+            }
         }
     }
+}
+
+/// The network's output must have its input's size (checked at load; here so that a plan
+/// that breaks it is an error, not an out-of-bounds copy).
+fn same_shape(input: &Tensor, out: &Tensor) -> Result<()> {
+    let (i, o) = (input.shape, out.shape);
+    if (i.h, i.w) != (o.h, o.w) || out.data.len() != o.len() {
+        return Err(Error::Shape(format!(
+            "the network maps {}x{} to {}x{}",
+            i.w, i.h, o.w, o.h
+        )));
+    }
+    Ok(())
+}
+
+/// An error naming how many values are NaN or infinite, and the first, if any are.
+fn check_finite(values: &[f32], level: &impl std::fmt::Debug) -> Result<()> {
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    let first = values.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
+    Err(Error::NonFinite(format!(
+        "{bad} of {} output values are NaN or infinite (the first is {first}) at level {level:?}; the level may lie too far outside what the model was trained for",
+        values.len()
+    )))
 }
 
 /// Pads a CHW tensor at the bottom and right to `h x w` by mirroring about the last row and

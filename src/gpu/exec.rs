@@ -1,6 +1,11 @@
 //! The plan executor: uploads a [`Plan`]'s weights once, and runs it on images of any size,
 //! reusing buffers, uniforms and bind groups between runs of the same size. Moving the level
 //! writes one 16-byte uniform; nothing is recompiled or re-uploaded.
+//!
+//! The per-size state is kept in an LRU cache bounded by bytes: the budget is
+//! `TUNABLE_GPU_CACHE_MB` (MiB) or [`DEFAULT_CACHE_BUDGET`], [`GpuPlan::set_cache_budget`]
+//! changes it; the size used last is always kept, whatever its bytes. A run's peak activation
+//! bytes are checked against [`crate::plan::run_memory_limit`] before any buffer is created.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::{poisoned, ErrorScope, GpuContext, UNIFORM_STRIDE};
 use crate::gpu::kernels::{grid_1d, split_grid, EpFlags, Kernel, Params};
 use crate::plan::{
-    infer_shapes, Activation, Affine, Combine, Epilogue, LevelVec, Mix, Node, Op, Plan, Shape,
+    infer_shapes, run_memory, Activation, Affine, Combine, Epilogue, LevelVec, Mix, Node, Op, Plan, Shape,
     TensorId, MAX_DELTAS,
 };
 use crate::tensor::Tensor;
@@ -73,10 +78,69 @@ struct Prepared {
     tensor_buf: Vec<usize>,
     steps: Vec<Step>,
     staging: wgpu::Buffer,
+    /// Bytes of the buffers above (tensors, readback, uniforms), for the cache budget.
+    bytes: u64,
 }
 
 /// The prepared state of one input size, locked while a run uses its buffers.
 type SharedPrepared = Arc<Mutex<Prepared>>;
+
+/// Bytes of per-size buffers a [`GpuPlan`] keeps when `TUNABLE_GPU_CACHE_MB` is not set.
+pub const DEFAULT_CACHE_BUDGET: u64 = 256 << 20;
+
+fn default_cache_budget() -> u64 {
+    std::env::var("TUNABLE_GPU_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_CACHE_BUDGET, |mb| mb.saturating_mul(1 << 20))
+}
+
+type SizeKey = Vec<[usize; 3]>;
+
+/// Prepared sizes, least recently used evicted first once their bytes pass the budget. A run
+/// that still holds an evicted entry keeps its buffers alive until it ends.
+struct SizeCache {
+    entries: HashMap<SizeKey, (SharedPrepared, u64, u64)>,
+    /// Bumped on every use; an entry's third field is the tick of its last use.
+    tick: u64,
+    budget: u64,
+}
+
+impl SizeCache {
+    fn new(budget: u64) -> Self {
+        SizeCache {
+            entries: HashMap::new(),
+            tick: 0,
+            budget,
+        }
+    }
+    fn bytes(&self) -> u64 {
+        self.entries.values().map(|e| e.1).sum()
+    }
+    fn get(&mut self, key: &SizeKey) -> Option<SharedPrepared> {
+        self.tick += 1;
+        let e = self.entries.get_mut(key)?;
+        e.2 = self.tick;
+        Some(e.0.clone())
+    }
+    fn insert(&mut self, key: SizeKey, p: SharedPrepared, bytes: u64) {
+        self.tick += 1;
+        self.entries.insert(key, (p, bytes, self.tick));
+        self.evict();
+    }
+    /// Drops least recently used entries while over budget, never the last one used.
+    fn evict(&mut self) {
+        while self.entries.len() > 1 && self.bytes() > self.budget {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.2)
+                .map(|(k, _)| k.clone())
+                .expect("more than one entry");
+            self.entries.remove(&oldest);
+        }
+    }
+}
 
 /// A plan uploaded to the GPU. `Send + Sync`; runs from several threads are safe (runs of
 /// the same size are serialised on that size's buffers).
@@ -89,7 +153,7 @@ pub struct GpuPlan {
     inputs: Vec<TensorId>,
     nodes: Vec<GpuNode>,
     level: wgpu::Buffer,
-    cache: Mutex<HashMap<Vec<[usize; 3]>, SharedPrepared>>,
+    cache: Mutex<SizeCache>,
     /// Pairs each level write with its submission.
     submit: Mutex<()>,
 }
@@ -275,7 +339,7 @@ impl GpuPlan {
             inputs,
             nodes,
             level,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(SizeCache::new(default_cache_budget())),
             submit: Mutex::new(()),
         })
     }
@@ -467,13 +531,31 @@ impl GpuPlan {
     /// How many input sizes have buffers and bind groups prepared (each is reused by every
     /// later run of that size, at any level).
     pub fn prepared_sizes(&self) -> usize {
-        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+        self.cache.lock().map(|c| c.entries.len()).unwrap_or(0)
+    }
+
+    /// Bytes of the buffers kept for prepared sizes: at most the cache budget, or the one
+    /// size used last where that alone is larger.
+    pub fn retained_bytes(&self) -> u64 {
+        self.cache.lock().map(|c| c.bytes()).unwrap_or(0)
+    }
+
+    /// How many bytes of per-size buffers are kept (least recently used sizes go first).
+    pub fn set_cache_budget(&self, bytes: u64) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.budget = bytes;
+            c.evict();
+        }
+    }
+
+    pub fn cache_budget(&self) -> u64 {
+        self.cache.lock().map(|c| c.budget).unwrap_or(0)
     }
 
     /// Drops the buffers of every prepared size (they are re-created on the next run).
     pub fn release_buffers(&self) {
         if let Ok(mut c) = self.cache.lock() {
-            c.clear();
+            c.entries.clear();
         }
     }
 
@@ -509,6 +591,13 @@ impl GpuPlan {
     fn prepare(&self, ext: &[Shape]) -> Result<Prepared> {
         let ctx = &self.ctx;
         let shapes = self.shapes(ext)?;
+        let nodes = self.nodes.iter();
+        run_memory(
+            &shapes,
+            nodes.map(|n| (n.input, n.others.as_slice(), n.output)),
+            self.output,
+        )
+        .check(ext[0])?;
         let max = ctx.max_tensor_bytes();
         for (t, s) in shapes.iter().enumerate() {
             let bytes = s.len() as u64 * 4;
@@ -716,12 +805,17 @@ impl GpuPlan {
             out_bytes,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
+        let dispatches: usize = steps.iter().map(|s| s.pieces.len()).sum();
+        let bytes = pool.iter().map(|b| b.size()).sum::<u64>()
+            + out_bytes
+            + dispatches as u64 * UNIFORM_STRIDE;
         Ok(Prepared {
             shapes,
             pool,
             tensor_buf,
             steps,
             staging,
+            bytes,
         })
     }
 
@@ -767,10 +861,12 @@ impl GpuPlan {
         let prep = {
             let mut cache = self.cache.lock().map_err(poisoned)?;
             match cache.get(&key) {
-                Some(p) => p.clone(),
+                Some(p) => p,
                 None => {
-                    let p = Arc::new(Mutex::new(self.prepare(&ext)?));
-                    cache.insert(key, p.clone());
+                    let prepared = self.prepare(&ext)?;
+                    let bytes = prepared.bytes;
+                    let p = Arc::new(Mutex::new(prepared));
+                    cache.insert(key, p.clone(), bytes);
                     p
                 }
             }

@@ -21,8 +21,13 @@
 //!
 //! Memory: each tensor lives in a pooled buffer from the node that writes it to the last node
 //! that reads it (computed from the plan), so a chain of convs holds about three activations.
-//! The pool is kept between runs (see [`FastPlan::retained_bytes`], [`FastPlan::release_memory`]);
-//! each rayon thread also keeps its Winograd scratch (a few hundred KB, sized to its L2).
+//! Before allocating, a run's peak activation bytes are checked against
+//! [`crate::plan::run_memory_limit`]. Between runs the buffers are kept as sets, one per run
+//! that gave its set back: a run checks out one set (the largest), so concurrent runs never
+//! share or split one, and sets beyond the pool budget ([`FastPlan::set_pool_budget`], default
+//! `TUNABLE_CPU_POOL_MB` or [`DEFAULT_POOL_BUDGET`]) are dropped, the largest always kept (see
+//! [`FastPlan::retained_bytes`], [`FastPlan::release_memory`]). Each rayon thread also keeps
+//! its Winograd scratch (a few hundred KB, sized to its L2).
 
 mod act;
 pub mod bench_net;
@@ -37,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::plan::{LevelVec, Op, Plan};
+use crate::plan::{run_memory, LevelVec, Op, Plan};
 use crate::tensor::Tensor;
 use act::{Act, Pool};
 pub use prep::Winograd;
@@ -97,7 +102,52 @@ pub struct FastPlan {
     border: Vec<usize>,
     kernel: Kernel,
     cache: Mutex<Option<(LevelVec, LevelData)>>,
-    pool: Mutex<Vec<Vec<f32>>>,
+    pool: Mutex<ScratchSets>,
+}
+
+/// Bytes of scratch sets a [`FastPlan`] keeps beyond its largest one when
+/// `TUNABLE_CPU_POOL_MB` is not set.
+pub const DEFAULT_POOL_BUDGET: usize = 256 << 20;
+
+fn default_pool_budget() -> usize {
+    std::env::var("TUNABLE_CPU_POOL_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_POOL_BUDGET, |mb| mb.saturating_mul(1 << 20))
+}
+
+/// The buffers kept between runs, as whole sets: each is what one run used. A run checks one
+/// out and gives it back, so overlapping runs each work on their own set and the count of
+/// sets is bounded by how many runs overlapped, and their bytes by the budget.
+struct ScratchSets {
+    sets: Vec<Vec<Vec<f32>>>,
+    budget: usize,
+}
+
+fn set_bytes(set: &[Vec<f32>]) -> usize {
+    set.iter().map(|v| v.capacity() * 4).sum()
+}
+
+impl ScratchSets {
+    fn bytes(&self) -> usize {
+        self.sets.iter().map(|s| set_bytes(s)).sum()
+    }
+    /// The largest set (the most reuse), or an empty one when every set is out.
+    fn checkout(&mut self) -> Vec<Vec<f32>> {
+        let largest = (0..self.sets.len()).max_by_key(|&i| set_bytes(&self.sets[i]));
+        largest.map_or_else(Vec::new, |i| self.sets.swap_remove(i))
+    }
+    /// Keeps `set`, then drops the smallest sets while over budget (never the last one, so a
+    /// serial caller always reuses its buffers).
+    fn give_back(&mut self, set: Vec<Vec<f32>>) {
+        self.sets.push(set);
+        while self.sets.len() > 1 && self.bytes() > self.budget {
+            let smallest = (0..self.sets.len())
+                .min_by_key(|&i| set_bytes(&self.sets[i]))
+                .expect("more than one set");
+            self.sets.swap_remove(smallest);
+        }
+    }
 }
 
 /// CPU time of all the process's threads so far (Linux; 0 elsewhere), for profiling.
@@ -186,7 +236,10 @@ impl FastPlan {
             border,
             kernel,
             cache: Mutex::new(None),
-            pool: Mutex::new(Vec::new()),
+            pool: Mutex::new(ScratchSets {
+                sets: Vec::new(),
+                budget: default_pool_budget(),
+            }),
         })
     }
 
@@ -198,14 +251,25 @@ impl FastPlan {
         self.kernel
     }
 
-    /// Bytes of scratch buffers kept between runs.
+    /// Bytes of scratch buffers kept between runs: at most the pool budget, or one run's set
+    /// where that is larger.
     pub fn retained_bytes(&self) -> usize {
-        lock(&self.pool).iter().map(|v| v.capacity() * 4).sum()
+        lock(&self.pool).bytes()
+    }
+
+    /// How many scratch bytes are kept between runs beyond the largest set (the set of one run
+    /// is always kept). Lowering it drops sets at the next run's end.
+    pub fn set_pool_budget(&self, bytes: usize) {
+        lock(&self.pool).budget = bytes;
+    }
+
+    pub fn pool_budget(&self) -> usize {
+        lock(&self.pool).budget
     }
 
     /// Frees the scratch buffers kept between runs and the cached level.
     pub fn release_memory(&self) {
-        lock(&self.pool).clear();
+        lock(&self.pool).sets.clear();
         *lock(&self.cache) = None;
     }
 
@@ -256,10 +320,18 @@ impl FastPlan {
             )));
         }
         let shapes = self.plan.shapes(s.h, s.w)?;
+        let nodes = self.plan.nodes.iter();
+        run_memory(
+            &shapes,
+            nodes.map(|n| (n.input, n.others.as_slice(), n.output)),
+            self.plan.output,
+        )
+        .check(s)?;
         let at = self.level_data(level);
-        let mut pool = Pool::new(std::mem::take(&mut *lock(&self.pool)));
+        let checked_out = lock(&self.pool).checkout();
+        let mut pool = Pool::new(checked_out);
         let out = self.execute(input, &shapes, &at, &mut pool);
-        lock(&self.pool).extend(pool.into_buffers());
+        lock(&self.pool).give_back(pool.into_buffers());
         Ok(out)
     }
 
