@@ -2,7 +2,7 @@
 //! orientation applied on open. Pixels are kept as planar f32 on the 0..255 scale (16-bit
 //! input keeps its extra precision as fractions), alpha carried along untouched.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
@@ -11,6 +11,63 @@ use crate::tensor::{Shape, Tensor};
 
 /// Images with more pixels than this are refused (about 1.5 GB of f32 RGB planes).
 pub const MAX_PIXELS: u64 = 128_000_000;
+
+/// `width * height * channels` for an image that is neither empty nor over [`MAX_PIXELS`];
+/// checked first, so that a product that would wrap never reaches an allocation or an index.
+fn checked_len(width: usize, height: usize, channels: usize) -> Result<usize> {
+    if width == 0 || height == 0 {
+        return Err(Error::Image(format!(
+            "image of size {width}x{height} is empty"
+        )));
+    }
+    let pixels = (width as u64).checked_mul(height as u64);
+    match pixels {
+        Some(p) if p <= MAX_PIXELS => Ok(p as usize * channels),
+        _ => Err(Error::Image(format!(
+            "{width}x{height} is larger than the {MAX_PIXELS}-pixel limit"
+        ))),
+    }
+}
+
+/// The temporary file an atomic write of `path` goes through: `.NAME.tmp` in the same folder
+/// (so the rename stays on one file system). The name is the same on every write, so what a
+/// crash leaves behind is overwritten, then renamed away, by the next write of that path,
+/// instead of one more `.NAME.tmp-PID` piling up. Two processes writing one path at the same
+/// moment share it: give concurrent writers different outputs.
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    dir.join(format!(".{name}.tmp"))
+}
+
+/// A JPEG codes at least one bit per 8x8 block of its full-resolution component (the DC
+/// code; Huffman codes are never shorter), so it needs `pixels / 512` bytes of scan data; a
+/// file under half that cannot hold the size its header declares. The decoder would fill the
+/// missing rows in silently (and a 200-byte file declaring 11000x11000 would become 121
+/// megapixels of work), so it is refused before decoding. PNG, TIFF and GIF decoders already
+/// report truncation themselves.
+const JPEG_MIN_BYTES_PER_PIXEL: f64 = 1.0 / 1024.0;
+
+fn check_declared_size(
+    format: Option<image::ImageFormat>,
+    w: u32,
+    h: u32,
+    file_len: u64,
+) -> std::result::Result<(), String> {
+    if format != Some(image::ImageFormat::Jpeg) {
+        return Ok(());
+    }
+    let need = (w as f64 * h as f64 * JPEG_MIN_BYTES_PER_PIXEL) as u64;
+    if file_len < need {
+        return Err(format!(
+            "the JPEG declares {w}x{h} pixels but the file holds {file_len} bytes, fewer than the {need} such a size needs: it is truncated or corrupt"
+        ));
+    }
+    Ok(())
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
@@ -32,25 +89,16 @@ impl Image {
         channels: usize,
         planes: Vec<f32>,
     ) -> Result<Image> {
-        if width == 0 || height == 0 {
-            return Err(Error::Image(format!(
-                "image of size {width}x{height} is empty"
-            )));
-        }
         if channels != 1 && channels != 3 {
             return Err(Error::Image(format!(
                 "{channels} color channels; expected 1 (gray) or 3 (RGB)"
             )));
         }
-        if planes.len() != width * height * channels {
+        let len = checked_len(width, height, channels)?;
+        if planes.len() != len {
             return Err(Error::Image(format!(
                 "{} values for a {width}x{height} image with {channels} channels",
                 planes.len()
-            )));
-        }
-        if (width * height) as u64 > MAX_PIXELS {
-            return Err(Error::Image(format!(
-                "{width}x{height} is larger than the {MAX_PIXELS}-pixel limit"
             )));
         }
         Ok(Image {
@@ -70,7 +118,12 @@ impl Image {
         channels: usize,
         data: &[u8],
     ) -> Result<Image> {
-        if data.len() != width * height * channels {
+        if channels != 1 && channels != 3 {
+            return Err(Error::Image(format!(
+                "{channels} color channels; expected 1 (gray) or 3 (RGB)"
+            )));
+        }
+        if data.len() != checked_len(width, height, channels)? {
             return Err(Error::Image(format!(
                 "{} bytes for {width}x{height}x{channels}",
                 data.len()
@@ -78,7 +131,7 @@ impl Image {
         }
         let mut planes = vec![0.0; data.len()];
         for (i, &v) in data.iter().enumerate() {
-            let (p, c) = (i / channels.max(1), i % channels.max(1));
+            let (p, c) = (i / channels, i % channels);
             planes[c * width * height + p] = v as f32;
         }
         Image::from_planes(width, height, channels, planes)
@@ -126,6 +179,7 @@ impl Image {
         let reader = reader
             .with_guessed_format()
             .map_err(|e| Error::io(path, e))?;
+        let format = reader.format();
         let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
         let (w, h) = decoder.dimensions();
         if w as u64 * h as u64 > MAX_PIXELS {
@@ -133,6 +187,10 @@ impl Image {
                 "{w}x{h} is larger than the {MAX_PIXELS}-pixel limit"
             )));
         }
+        let file_len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        check_declared_size(format, w, h, file_len).map_err(err)?;
         let orientation = decoder
             .orientation()
             .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -157,7 +215,7 @@ impl Image {
         let channels = if gray { 1 } else { 3 };
         // Everything goes through 16-bit RGBA/LA so one path serves 8 and 16 bits.
         let scale = 255.0 / 65535.0;
-        let mut planes = vec![0.0f32; w * h * channels];
+        let mut planes = vec![0.0f32; checked_len(w, h, channels)?];
         let mut alpha = has_alpha.then(|| vec![0.0f32; w * h]);
         if gray {
             let buf = img.into_luma_alpha16();
@@ -244,8 +302,9 @@ impl Image {
     }
 
     /// Saves by extension (png, jpg/jpeg, tif/tiff). Writes a temporary file beside the target
-    /// and renames it, so a failure never leaves a partial file. JPEG is written as 8-bit
-    /// without alpha.
+    /// ([`temp_path_for`]) and renames it, so a failure never leaves a partial file and a crash
+    /// leaves at most one temporary file, which the next save of that path replaces. JPEG is
+    /// written as 8-bit without alpha.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let ext = path
@@ -274,12 +333,7 @@ impl Image {
                 DynamicImage::ImageRgb8(img.into_rgb8())
             };
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = temp_path_for(path);
         let result = img.save_with_format(&tmp, format);
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);

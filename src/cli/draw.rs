@@ -517,9 +517,10 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
 }
 
 /// Writes a temporary file beside `path` and renames it over `path`: a failure never leaves a
-/// partial file behind.
+/// partial file behind, and the temporary name is the same on every write
+/// ([`tunable::image::temp_path_for`]), so what a crash leaves is replaced by the next write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_beside(path);
+    let tmp = tunable::image::temp_path_for(path);
     if let Err(e) = std::fs::write(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);
         return Err(format!("{}: cannot write: {e}", path.display()).into());
@@ -530,7 +531,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// `.NAME.tmp-PID` in the directory of `path`.
+/// `.NAME.tmp-PID` in the directory of `path`: a probe for write access, created and removed
+/// at once (not the name writes go through, so a leftover of a crashed write never blocks it).
 pub fn temp_beside(path: &Path) -> std::path::PathBuf {
     let dir = path
         .parent()
@@ -592,5 +594,22 @@ mod tests {
             .collect();
         let sheet = contact_sheet(&cells, 64, Some(central_crop(40, 30, 64)), 2);
         assert_eq!(sheet.width(), PAD + 2 * (64 + PAD));
+    }
+
+    #[test]
+    fn write_atomic_replaces_what_a_crashed_write_left() {
+        let dir = std::env::temp_dir().join(format!("tunable-draw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("sheet.png");
+        // A crash between writing the temporary file and renaming it leaves this behind.
+        std::fs::write(tunable::image::temp_path_for(&out), b"partial").unwrap();
+        write_atomic(&out, b"whole").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"whole");
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["sheet.png"]);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
