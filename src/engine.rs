@@ -315,8 +315,9 @@ impl Model {
         }
     }
 
-    /// How many bytes of buffers to keep between runs (beyond those of the last run, which are
-    /// always kept); the default is the environment's or 256 MiB.
+    /// How many bytes of buffers to keep between runs; the default is the environment's or
+    /// 256 MiB. What the last runs need is kept whatever the budget: on a GPU the 4 sizes used
+    /// last (the tiles of one image), on the CPU one run's scratch.
     pub fn set_buffer_budget(&self, bytes: u64) {
         match &self.exec {
             Exec::Gpu(g) => g.set_cache_budget(bytes),

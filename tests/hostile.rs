@@ -408,7 +408,8 @@ fn gpu_size_cache_stays_under_its_budget() {
     model.run(&gradient(200, 200, 3), level.clone()).unwrap();
     let largest = model.retained_bytes();
     assert!(largest > 0);
-    let budget = 3 * largest;
+    // The 4 sizes used last are kept whatever the budget (the tiles of one image).
+    let budget = 5 * largest;
     model.set_buffer_budget(budget);
     let mut rng = tunable::noise::Rng::new(12);
     let mut most = 0;

@@ -4,7 +4,9 @@
 //!
 //! The per-size state is kept in an LRU cache bounded by bytes: the budget is
 //! `TUNABLE_GPU_CACHE_MB` (MiB) or [`DEFAULT_CACHE_BUDGET`], [`GpuPlan::set_cache_budget`]
-//! changes it; the size used last is always kept, whatever its bytes. A run's peak activation
+//! changes it; the [`KEPT_SIZES`] sizes used last are always kept, whatever their bytes (a
+//! tiled image runs up to four: full tiles, the right and bottom edges, the corner), so one
+//! image's tiles never evict each other. A run's peak activation
 //! bytes are checked against [`crate::plan::run_memory_limit`] before any buffer is created.
 
 use std::collections::HashMap;
@@ -88,6 +90,9 @@ type SharedPrepared = Arc<Mutex<Prepared>>;
 /// Bytes of per-size buffers a [`GpuPlan`] keeps when `TUNABLE_GPU_CACHE_MB` is not set.
 pub const DEFAULT_CACHE_BUDGET: u64 = 256 << 20;
 
+/// How many of the sizes used last the cache keeps even over its budget.
+pub const KEPT_SIZES: usize = 4;
+
 fn default_cache_budget() -> u64 {
     std::env::var("TUNABLE_GPU_CACHE_MB")
         .ok()
@@ -128,9 +133,9 @@ impl SizeCache {
         self.entries.insert(key, (p, bytes, self.tick));
         self.evict();
     }
-    /// Drops least recently used entries while over budget, never the last one used.
+    /// Drops least recently used entries while over budget, keeping the [`KEPT_SIZES`] used last.
     fn evict(&mut self) {
-        while self.entries.len() > 1 && self.bytes() > self.budget {
+        while self.entries.len() > KEPT_SIZES && self.bytes() > self.budget {
             let oldest = self
                 .entries
                 .iter()
@@ -534,8 +539,8 @@ impl GpuPlan {
         self.cache.lock().map(|c| c.entries.len()).unwrap_or(0)
     }
 
-    /// Bytes of the buffers kept for prepared sizes: at most the cache budget, or the one
-    /// size used last where that alone is larger.
+    /// Bytes of the buffers kept for prepared sizes: at most the cache budget, or the
+    /// [`KEPT_SIZES`] sizes used last where those alone are larger.
     pub fn retained_bytes(&self) -> u64 {
         self.cache.lock().map(|c| c.bytes()).unwrap_or(0)
     }
