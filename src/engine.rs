@@ -476,7 +476,11 @@ fn check_finite(values: &[f32], level: &impl std::fmt::Debug) -> Result<()> {
     if bad == 0 {
         return Ok(());
     }
-    let first = values.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
+    let first = values
+        .iter()
+        .find(|v| !v.is_finite())
+        .copied()
+        .unwrap_or(f32::NAN);
     Err(Error::NonFinite(format!(
         "{bad} of {} output values are NaN or infinite (the first is {first}) at level {level:?}; the level may lie too far outside what the model was trained for",
         values.len()

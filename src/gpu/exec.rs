@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::gpu::context::{poisoned, ErrorScope, GpuContext, UNIFORM_STRIDE};
 use crate::gpu::kernels::{grid_1d, split_grid, EpFlags, Kernel, Params};
 use crate::plan::{
-    infer_shapes, run_memory, Activation, Affine, Combine, Epilogue, LevelVec, Mix, Node, Op, Plan, Shape,
-    TensorId, MAX_DELTAS,
+    infer_shapes, run_memory, Activation, Affine, Combine, Epilogue, LevelVec, Mix, Node, Op, Plan,
+    Shape, TensorId, MAX_DELTAS,
 };
 use crate::tensor::Tensor;
 
