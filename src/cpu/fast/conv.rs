@@ -220,6 +220,7 @@ pub(crate) fn conv(
 
 /// Runs one micro-tile on the selected kernel.
 /// `fits_full`: computing all `tile_pixels(nv)` pixels reads inside the input buffer.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) unsafe fn tile(kernel: Kernel, nv: usize, np: usize, fits_full: bool, t: &Tile, e: &Ep) {
     match kernel {
         #[cfg(target_arch = "x86_64")]

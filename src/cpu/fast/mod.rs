@@ -345,19 +345,20 @@ impl FastPlan {
         let plan = &self.plan;
         // TUNABLE_FAST_PROFILE=1: wall and process CPU time of every node on stderr.
         let profile = std::env::var_os("TUNABLE_FAST_PROFILE").is_some();
+        // The clock is read only when profiling (wasm32 has no clock: Instant::now panics).
         let (mut clock, mut cpu) = (
-            std::time::Instant::now(),
+            profile.then(std::time::Instant::now),
             if profile { process_cpu_ns() } else { 0 },
         );
         let mut lap = |what: &str| {
-            if profile {
+            if let Some(started) = clock {
                 let now = process_cpu_ns();
-                let wall = clock.elapsed().as_secs_f64() * 1e3;
+                let wall = started.elapsed().as_secs_f64() * 1e3;
                 eprintln!(
                     "fast: {what:>24}: {wall:8.3} ms wall, {:8.3} ms cpu",
                     (now - cpu) as f64 * 1e-6
                 );
-                (clock, cpu) = (std::time::Instant::now(), now);
+                (clock, cpu) = (Some(std::time::Instant::now()), now);
             }
         };
         let mut acts: Vec<Option<Act>> = (0..plan.num_tensors).map(|_| None).collect();
