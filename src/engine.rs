@@ -17,6 +17,9 @@ use crate::model::{LevelAxis, Lowering, ModelFile, Spec};
 use crate::plan::{LevelVec, Plan, Shape};
 use crate::tensor::Tensor;
 
+/// `Model::run_async` (src/engine/nonblocking.rs).
+mod nonblocking;
+
 /// Which executor runs the models of an engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendChoice {

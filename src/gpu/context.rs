@@ -735,6 +735,12 @@ impl GpuContext {
         size: u64,
         index: wgpu::SubmissionIndex,
     ) -> Result<Vec<f32>> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(Error::InvalidArgument(
+                "a browser cannot wait for the GPU: use Model::run_async (GpuPlan::run_async)"
+                    .into(),
+            ));
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
             let _ = tx.send(r);
@@ -885,6 +891,11 @@ impl ErrorScope {
     }
 
     pub(crate) fn pop(mut self, context: &str) -> Result<()> {
+        if cfg!(target_arch = "wasm32") {
+            // A browser cannot block on the pop: its result is awaited later (gpu::readback).
+            crate::gpu::exec::readback::defer_scopes(std::mem::take(&mut self.guards), context);
+            return Ok(());
+        }
         let mut first = None;
         while let Some(g) = self.guards.pop() {
             if let Some(e) = pollster::block_on(g.pop()) {

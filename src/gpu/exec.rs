@@ -24,6 +24,10 @@ use crate::plan::{
 };
 use crate::tensor::Tensor;
 
+/// `GpuPlan::run_async`: the same runs with an awaited read-back (src/gpu/readback.rs).
+#[path = "readback.rs"]
+pub(crate) mod readback;
+
 const PARAMS_SIZE: u64 = std::mem::size_of::<Params>() as u64;
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;

@@ -15,4 +15,5 @@ pub mod exec;
 pub mod kernels;
 
 pub use context::{GpuContext, GpuCounters, GpuInfo, GpuOptions};
+pub use exec::readback::settle_error_scopes;
 pub use exec::{ftn_transform, mix_weights, run_node, GpuPlan};
