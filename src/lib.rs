@@ -17,6 +17,9 @@ pub mod level;
 pub mod model;
 pub mod plan;
 pub mod tensor;
+/// The browser build's bindings (feature `web`, wasm32 only): the page in `tools/web/`.
+#[cfg(all(target_arch = "wasm32", feature = "web"))]
+pub mod web;
 
 /// The wgpu this crate is built on: **wgpu 30**. Hand [`Engine::from_wgpu`] a device made
 /// with this wgpu (`tunable::wgpu`), not with another major version: two wgpu majors are two
