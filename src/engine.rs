@@ -382,6 +382,21 @@ impl Model {
         progress: Progress,
     ) -> Result<Tensor> {
         let Shape { c, h, w } = input.shape;
+        let (ph, pw) = self.padded_size(input)?;
+        let out = if (ph, pw) == (h, w) {
+            self.run_tiled(input, level, progress)?
+        } else {
+            let padded = self.run_tiled(&pad_reflect(input, ph, pw), level, progress)?;
+            crop(&padded, 0, 0, h, w, c)
+        };
+        check_finite(&out.data, level)?;
+        Ok(out)
+    }
+
+    /// Checks a tensor for a run (not empty, data matching its shape) and returns the size it is
+    /// mirror-padded to: each side rounded up to the network's size multiple.
+    pub(crate) fn padded_size(&self, input: &Tensor) -> Result<(usize, usize)> {
+        let Shape { c, h, w } = input.shape;
         if h == 0 || w == 0 {
             return Err(Error::Image(format!("image of size {w}x{h} is empty")));
         }
@@ -397,15 +412,7 @@ impl Model {
                 Error::Limit(format!("{w}x{h} cannot be padded to a multiple of {m}"))
             })
         };
-        let (ph, pw) = (round_up(h)?, round_up(w)?);
-        let out = if (ph, pw) == (h, w) {
-            self.run_tiled(input, level, progress)?
-        } else {
-            let padded = self.run_tiled(&pad_reflect(input, ph, pw), level, progress)?;
-            crop(&padded, 0, 0, h, w, c)
-        };
-        check_finite(&out.data, level)?;
-        Ok(out)
+        Ok((round_up(h)?, round_up(w)?))
     }
 
     fn run_tiled(&self, input: &Tensor, level: &LevelVec, progress: Progress) -> Result<Tensor> {
@@ -474,7 +481,7 @@ fn same_shape(input: &Tensor, out: &Tensor) -> Result<()> {
 }
 
 /// An error naming how many values are NaN or infinite, and the first, if any are.
-fn check_finite(values: &[f32], level: &impl std::fmt::Debug) -> Result<()> {
+pub(crate) fn check_finite(values: &[f32], level: &impl std::fmt::Debug) -> Result<()> {
     let bad = values.iter().filter(|v| !v.is_finite()).count();
     if bad == 0 {
         return Ok(());

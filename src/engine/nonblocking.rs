@@ -2,7 +2,7 @@
 //! awaited: `GpuPlan::run_async`, src/gpu/readback.rs), for the browser, where `run` cannot wait.
 //! The padding and tiling are those of `Model::run_tensor`, with an awaited run per tile.
 
-use super::{crop, pad_reflect, Exec, Model};
+use super::{check_finite, crop, pad_reflect, Exec, Model};
 use crate::error::{Error, Result};
 use crate::gpu::GpuPlan;
 use crate::image::Image;
@@ -42,7 +42,7 @@ impl Model {
             .run_tensor_async(gpu, &image.to_tensor(scale), &lv)
             .await?;
         let planes: Vec<f32> = out.data.into_iter().map(|v| v * scale).collect();
-        finite(&planes, &level)?;
+        check_finite(&planes, &level)?;
         image.with_planes(planes)
     }
 
@@ -55,22 +55,7 @@ impl Model {
         level: &LevelVec,
     ) -> Result<Tensor> {
         let Shape { c, h, w } = input.shape;
-        if h == 0 || w == 0 {
-            return Err(Error::Image(format!("image of size {w}x{h} is empty")));
-        }
-        if input.shape.checked_len() != Some(input.data.len()) {
-            return Err(Error::Shape(format!(
-                "a {c}x{h}x{w} tensor holding {} values",
-                input.data.len()
-            )));
-        }
-        let m = self.plan.size_multiple();
-        let round_up = |n: usize| {
-            n.div_ceil(m).checked_mul(m).ok_or_else(|| {
-                Error::Limit(format!("{w}x{h} cannot be padded to a multiple of {m}"))
-            })
-        };
-        let (ph, pw) = (round_up(h)?, round_up(w)?);
+        let (ph, pw) = self.padded_size(input)?;
         let out = if (ph, pw) == (h, w) {
             self.run_tiled_async(gpu, input, level).await?
         } else {
@@ -78,7 +63,7 @@ impl Model {
             let out = self.run_tiled_async(gpu, &padded, level).await?;
             crop(&out, 0, 0, h, w, c)
         };
-        finite(&out.data, level)?;
+        check_finite(&out.data, level)?;
         Ok(out)
     }
 
@@ -133,17 +118,5 @@ impl Model {
             )));
         }
         Ok(out)
-    }
-}
-
-/// An error naming how many values are NaN or infinite, as `run` gives.
-fn finite(values: &[f32], level: &impl std::fmt::Debug) -> Result<()> {
-    let bad = values.iter().filter(|v| !v.is_finite()).count();
-    match values.iter().find(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(first) => Err(Error::NonFinite(format!(
-            "{bad} of {} output values are NaN or infinite (the first is {first}) at level {level:?}; the level may lie too far outside what the model was trained for",
-            values.len()
-        ))),
     }
 }
