@@ -165,19 +165,27 @@ def main():
     print(f"check: max |onnxruntime - rust| on the 64x64 pair = {diff:.3g}")
 
     times = {(e, s): [] for e in ("pytorch", "onnxruntime", "rust", "rust-direct") for s in args.sizes}
+    round_medians = {key: [] for key in times}  # one median per round, for per-round ratios
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     for r in range(args.rounds):
         for s in args.sizes:
             x = bench_input(s)
             with torch.inference_mode():
-                times[("pytorch", s)] += time_fn(lambda: net(x), args.runs)
+                t = time_fn(lambda: net(x), args.runs)
+            times[("pytorch", s)] += t
+            round_medians[("pytorch", s)].append(statistics.median(t))
             xn = x.numpy()
-            times[("onnxruntime", s)] += time_fn(lambda: sess.run(None, {"x": xn}), args.runs)
+            t = time_fn(lambda: sess.run(None, {"x": xn}), args.runs)
+            times[("onnxruntime", s)] += t
+            round_medians[("onnxruntime", s)].append(statistics.median(t))
         if args.rust:
             for e, direct in (("rust", False), ("rust-direct", True)):
                 for s, (med, best) in rust_round(args.sizes, args.rust_bin, direct).items():
                     if s in args.sizes:
                         times[(e, s)] += [med, best]
+                        round_medians[(e, s)].append(med)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
     print()
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads, "
@@ -201,6 +209,12 @@ def main():
                 "onnxruntime": "ONNX Runtime CPU",
             }[e]
             print(f"| {name} | {s}x{s} | {gflop:.2f} | {med * 1e3:.1f} | {best * 1e3:.1f} | {gflop / med:.1f} |")
+    if args.rust:
+        print()
+        print("ONNX Runtime time / tunable (Winograd) time, median of per-round ratios:")
+        for s in args.sizes:
+            ratios = [o / t for o, t in zip(round_medians[("onnxruntime", s)], round_medians[("rust", s)])]
+            print(f"  {s}x{s}: {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":

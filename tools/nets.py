@@ -567,10 +567,12 @@ def _color_to_gray(name, t):
     return t
 
 
-def from_tunable_file(path, family, in_ch=3):
+def from_tunable_file(path, family, in_ch=3, mix_alpha=None):
     """A Backbone (family 'base') or DNINet (family 'dni') from an exported plain or DNI file (export.py's
     tensor names: <conv>.weight, <conv>.bias and, for DNI, <conv>.weight_end, <conv>.bias_end). A DNI
-    target from a plain file gets end = base. in_ch=1 from a color file converts to gray."""
+    target from a plain file gets end = base. in_ch=1 from a color file converts to gray. mix_alpha
+    (family 'base' from a DNI file): the plain network the engine runs at that level,
+    start + alpha (end - start), the starting point of a dedicated model at that level."""
     from safetensors import safe_open
     import json
     with safe_open(path, "pt") as f:
@@ -589,12 +591,16 @@ def from_tunable_file(path, family, in_ch=3):
                 for field in ("weight", "bias"):
                     key = f"{name}.{field}{suffix}"
                     t = T[key] if key in T else T[f"{name}.{field}"]
+                    if mix_alpha is not None and suffix == "" and f"{key}_end" in T:
+                        t = t + mix_alpha * (T[f"{key}_end"] - t)
                     if in_ch != src_ch:
                         t = _color_to_gray(f"{name}.{field}", t)
                     getattr(mod, field).copy_(t)
     load(base, "")
     if family == "base":
         return base
+    if mix_alpha is not None:
+        raise ValueError("mix_alpha makes a plain network: use family 'base'")
     if family != "dni":
         raise ValueError(f"--init supports families base and dni, not {family!r}")
     m = DNINet(base)

@@ -24,10 +24,17 @@ probability 0.1, else sigma = 75 u^2 with u uniform (about 58 % of the draws und
 users' photos are). alpha(sigma) is the piecewise-linear JOINT_CALIBRATION table below (about
 sqrt(sigma/75): weight space is spent where the behaviour changes fastest, near a clean photo), and
 export.py writes the same table into the file, so training and engine map sigma identically.
---noise 8bit clips and rounds the noisy input to 0..255 integers, as in any saved photo. --gray trains
+--noise 8bit clips and rounds the noisy input to 0..255 integers, as in any saved photo; --noise mix
+draws 8-bit or float noise per group with even odds. --gray trains
 on Train400 (1 channel); --init FILE.safetensors starts from an exported plain or DNI model (a color
 file is converted to gray by summing the head over colors and averaging the tail, which is exactly
 the color network run on a gray image replicated to RGB).
+
+Dedicated models at one level, starting from the network the knob runs there (an upper bound for the
+knob at that level; same architecture and data):
+
+    python tools/train.py --name s25 --family base --sigma 25 --noise 8bit \
+        --init weights/denoise-color.safetensors --init-level 25 --loss logl2 --lr 2e-4 --seconds 900
 
 Writes runs/<name>/config.json, log.csv (step, elapsed_s, lr, loss, psnr_train), ckpt.pt (with
 optimizer state, every --ckpt-every seconds and at the end; resumed from if present) and, at the
@@ -118,7 +125,8 @@ def random_batch(data, batch, patch, gen):
 def build(cfg, device):
     arch = dict(channels=cfg["channels"], blocks=cfg["blocks"], in_ch=cfg["in_ch"])
     if cfg.get("init"):
-        return nets.from_tunable_file(cfg["init"], cfg["family"], in_ch=cfg["in_ch"]).to(device)
+        mix = None if cfg.get("init_level") is None else file_alpha(cfg["init"], cfg["init_level"])
+        return nets.from_tunable_file(cfg["init"], cfg["family"], in_ch=cfg["in_ch"], mix_alpha=mix).to(device)
     if cfg["family"] == "base":
         return nets.Backbone(**arch).to(device)
     base, bcfg = nets.load_model(cfg["base"], map_location="cpu")
@@ -126,6 +134,15 @@ def build(cfg, device):
         if bcfg[k] != cfg[k]:
             raise SystemExit(f"--{k} {cfg[k]} does not match the base ({bcfg[k]})")
     return nets.make_family(cfg["family"], base, adafm_k=cfg["adafm_k"], ftn_groups=cfg["ftn_groups"]).to(device)
+
+
+def file_alpha(path, sigma):
+    """alpha for sigma through an exported file's calibration (the engine's Level::sigma)."""
+    from safetensors import safe_open
+    with safe_open(path, "pt") as f:
+        spec = json.loads(f.metadata()["tunable"])
+    xs, ys = zip(*spec["levels"][0]["calibration"])
+    return float(np.interp(sigma, xs, ys))
 
 
 def whole_state(cfg):
@@ -146,7 +163,11 @@ def draw_sigmas(n, gen, dev, top):
 
 def add_noise(clean, sigma, gen, kind):
     """clean in [0,1]; sigma on the 0..255 scale (a number or one per sample). '8bit' clips and rounds
-    the noisy picture to 0..255 integers as any saved photo is; 'float' leaves it as it is."""
+    the noisy picture to 0..255 integers as any saved photo is; 'float' leaves it as it is; 'mix' is
+    either with even odds (float noise keeps the paper protocol's unclipped inputs in the training set)."""
+    if kind == "mix":
+        pick = torch.rand((), device=clean.device, generator=gen).item() < 0.5
+        kind = "8bit" if pick else "float"
     sig = torch.as_tensor(sigma, device=clean.device, dtype=clean.dtype).reshape(-1, 1, 1, 1) / 255.0
     noisy = clean + sig * torch.randn(clean.shape, device=clean.device, generator=gen)
     if kind == "8bit":
@@ -207,9 +228,12 @@ def main():
                     help="logl2: mean over groups of log(MSE), so every noise level counts in dB, not in MSE")
     ap.add_argument("--recipe", choices=["two-stage", "joint"], default="two-stage",
                     help="joint: dni only; both ends trained together over sigma 0..--sigma")
-    ap.add_argument("--noise", choices=["float", "8bit"], default="float")
+    ap.add_argument("--noise", choices=["float", "8bit", "mix"], default="float",
+                    help="mix: each group (or batch) 8-bit or float with even odds")
     ap.add_argument("--groups", type=int, default=4, help="joint: noise levels per batch")
     ap.add_argument("--init", help="start from an exported .safetensors (plain or dni) instead of --base")
+    ap.add_argument("--init-level", type=float, help="family base from a DNI --init: start from the network it "
+                    "runs at this sigma (through the file's calibration), for a dedicated model at that level")
     ap.add_argument("--gray", action="store_true", help="train on Train400 (gray) instead of CBSD432")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=50)
@@ -239,6 +263,10 @@ def main():
     cfg = {k: getattr(a, k) for k in ("name", "family", "sigma", "base", "channels", "blocks", "adafm_k", "ftn_groups",
                                       "ftn_reg", "steps", "seconds", "batch", "patch", "lr", "lr_min", "loss", "seed",
                                       "recipe", "noise", "groups", "init", "gray")}
+    if a.init_level is not None:  # only recorded when given, so older checkpoints still resume
+        if a.family != "base" or not a.init:
+            raise SystemExit("--init-level needs --family base and a DNI --init file")
+        cfg["init_level"] = a.init_level
     cfg["in_ch"] = 1 if a.gray else 3
     if a.recipe == "joint":
         cfg["calibration"] = JOINT_CALIBRATION
