@@ -171,14 +171,38 @@ impl Image {
     /// Opens a PNG, JPEG, TIFF (or anything the `image` crate reads), applying EXIF orientation.
     pub fn open(path: impl AsRef<Path>) -> Result<Image> {
         let path = path.as_ref();
-        let err = |m: String| Error::Image(format!("{}: {m}", path.display()));
-        let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+        let file_len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        Self::decode_from(reader, file_len, &path.display().to_string(), |e| {
+            Error::io(path, e)
+        })
+    }
+
+    /// Decodes an encoded picture held in memory (PNG, JPEG, TIFF, ...), with the same limits
+    /// and checks as `open`.
+    pub fn decode(bytes: &[u8]) -> Result<Image> {
+        let reader = ImageReader::new(std::io::Cursor::new(bytes));
+        Self::decode_from(reader, bytes.len() as u64, "picture", |e| {
+            Error::Image(format!("picture: {e}"))
+        })
+    }
+
+    /// The decoding behind `open` and `decode`: the format guessed from the content, the
+    /// declared size checked against the pixel limit and against what `len` bytes can hold
+    /// before anything is allocated.
+    fn decode_from<R: std::io::BufRead + std::io::Seek>(
+        mut reader: ImageReader<R>,
+        len: u64,
+        name: &str,
+        io_err: impl Fn(std::io::Error) -> Error,
+    ) -> Result<Image> {
+        let err = |m: String| Error::Image(format!("{name}: {m}"));
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(MAX_PIXELS * 8);
         reader.limits(limits);
-        let reader = reader
-            .with_guessed_format()
-            .map_err(|e| Error::io(path, e))?;
+        let reader = reader.with_guessed_format().map_err(io_err)?;
         let format = reader.format();
         let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
         let (w, h) = decoder.dimensions();
@@ -187,10 +211,7 @@ impl Image {
                 "{w}x{h} is larger than the {MAX_PIXELS}-pixel limit"
             )));
         }
-        let file_len = std::fs::metadata(path)
-            .map_err(|e| Error::io(path, e))?
-            .len();
-        check_declared_size(format, w, h, file_len).map_err(err)?;
+        check_declared_size(format, w, h, len).map_err(err)?;
         let orientation = decoder
             .orientation()
             .unwrap_or(image::metadata::Orientation::NoTransforms);

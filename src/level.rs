@@ -10,7 +10,11 @@ pub enum Level {
     /// The first axis's value (alpha in `[0, 1]` for most families).
     Alpha(f32),
     /// A value in the first axis's calibration unit, e.g. noise sigma on the 0..255 scale.
+    /// Outside the calibration table's range it is an error (the caller decides what to do).
     Sigma(f32),
+    /// Like `Sigma`, but a value beyond the table runs at the table's nearest end: for values the
+    /// caller did not choose, such as a blind noise estimate. `Model::level_vec` shows the result.
+    SigmaClamped(f32),
     /// One value per axis, for models with several knobs.
     Axes(Vec<f32>),
 }
@@ -22,6 +26,9 @@ impl Level {
     pub fn sigma(s: f32) -> Level {
         Level::Sigma(s)
     }
+    pub fn sigma_clamped(s: f32) -> Level {
+        Level::SigmaClamped(s)
+    }
     pub fn axes(values: &[f32]) -> Level {
         Level::Axes(values.to_vec())
     }
@@ -30,10 +37,21 @@ impl Level {
     pub fn resolve(&self, axes: &[LevelAxis]) -> Result<LevelVec> {
         let values: Vec<f32> = match self {
             Level::Alpha(a) => vec![*a],
-            Level::Sigma(s) => {
+            Level::Sigma(s) | Level::SigmaClamped(s) => {
                 let first = axes
                     .first()
                     .ok_or_else(|| Error::Level("the model has no level axis".into()))?;
+                if matches!(self, Level::Sigma(_)) {
+                    if let Some((lo, hi)) = first.calibrated_range().filter(|_| s.is_finite()) {
+                        if *s < lo || *s > hi {
+                            let unit = first.unit.as_deref().unwrap_or("level");
+                            return Err(Error::Level(format!(
+                                "{unit} {s} is outside the model's calibrated range [{lo}, {hi}] \
+                                 (Level::sigma_clamped runs at the nearest end)"
+                            )));
+                        }
+                    }
+                }
                 vec![first.calibrate(*s)?]
             }
             Level::Axes(v) => v.clone(),

@@ -336,17 +336,32 @@ fn truncated_jpeg_declaring_a_huge_size_is_refused() {
         lying[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
         let path = dir.join(format!("{w}x{h}.jpg"));
         std::fs::write(&path, &lying).unwrap();
-        let t = std::time::Instant::now();
-        match (Image::open(&path), refused) {
-            (Err(Error::Image(m)), true) => {
-                assert!(m.contains("truncated"), "{m}");
-                assert!(
-                    t.elapsed().as_secs_f64() < 1.0,
-                    "refused only after decoding"
-                );
+        // From a file and from memory: the same checks.
+        for (how, decoded) in [
+            (
+                "open",
+                Box::new(|| Image::open(&path)) as Box<dyn Fn() -> _>,
+            ),
+            ("decode", Box::new(|| Image::decode(&lying))),
+        ] {
+            let t = std::time::Instant::now();
+            match (decoded(), refused) {
+                (Err(Error::Image(m)), true) => {
+                    assert!(m.contains("truncated"), "{how}: {m}");
+                    assert!(
+                        t.elapsed().as_secs_f64() < 1.0,
+                        "{how}: refused only after decoding"
+                    );
+                }
+                (Ok(img), false) => {
+                    assert_eq!(
+                        (img.width(), img.height()),
+                        (w as usize, h as usize),
+                        "{how}"
+                    )
+                }
+                (r, _) => panic!("{how}: {w}x{h} in {} bytes: {r:?}", lying.len()),
             }
-            (Ok(img), false) => assert_eq!((img.width(), img.height()), (w as usize, h as usize)),
-            (r, _) => panic!("{w}x{h} in {} bytes: {r:?}", lying.len()),
         }
     }
     std::fs::remove_dir_all(&dir).ok();

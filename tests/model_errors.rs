@@ -196,8 +196,17 @@ fn bad_levels_and_images_are_rejected() {
         assert!(matches!(e, Error::Level(_)), "{level:?}: {e}");
         assert!(e.to_string().contains(needle), "{level:?}: {e}");
     }
-    // Sigma goes through the calibration table and clamps at its ends.
-    assert!(model.run(&img, Level::sigma(500.0)).is_ok());
+    // Sigma goes through the calibration table: beyond it an error, unless the caller asks to clamp.
+    let e = model.run(&img, Level::sigma(500.0)).unwrap_err();
+    assert!(e.to_string().contains("calibrated range"), "{e}");
+    assert!(model.run(&img, Level::sigma_clamped(500.0)).is_ok());
+    assert_eq!(
+        model.level_vec(&Level::sigma_clamped(500.0)).unwrap(),
+        model
+            .level_vec(&Level::sigma(model.axes()[0].calibrated_range().unwrap().1))
+            .unwrap(),
+        "clamped to the table's end"
+    );
     assert!(Image::from_planes(0, 5, 3, vec![]).is_err(), "width 0");
     let gray = gradient(9, 7, 1);
     let e = model.run(&gray, Level::alpha(0.5)).unwrap_err();

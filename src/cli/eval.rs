@@ -165,7 +165,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
             (None, true) if a.blind => None,
             (None, true) => {
                 warn_if_clamped(model, sigma);
-                Some(Level::sigma(sigma))
+                Some(Level::sigma_clamped(sigma))
             }
         };
         // Images in parallel: the scoring (noise, SSIM) runs on the CPU beside the model.
@@ -179,7 +179,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
                     noisy.save(d.join(stem).with_extension("png"))?;
                 }
                 let estimate = estimate::noise_sigma(&noisy);
-                let level = told.clone().unwrap_or(Level::sigma(estimate));
+                let level = told.clone().unwrap_or(Level::sigma_clamped(estimate));
                 let alpha = leveled
                     .then(|| model.level_vec(&level).map(|v| v[0]))
                     .transpose()?;

@@ -139,7 +139,7 @@ fn given_level(model: &Model, level: Option<f32>, sigma: Option<f32>) -> Option<
         (Some(l), _) => Some(Level::alpha(l)),
         (None, Some(s)) => {
             warn_if_clamped(model, s);
-            Some(Level::sigma(s))
+            Some(Level::sigma_clamped(s))
         }
         (None, None) if model.axes().is_empty() => Some(Level::axes(&[])),
         (None, None) => None,
@@ -154,14 +154,14 @@ fn restore_one(models: &Levels, input: &Path, output: &Path) -> Result<()> {
         Some(l) => l,
         None => {
             let sigma = estimate::noise_sigma(&image);
-            let lv = model.level_vec(&Level::sigma(sigma))?;
+            let lv = model.level_vec(&Level::sigma_clamped(sigma))?;
             eprintln!(
                 "estimated noise sigma {sigma:.2}; using {} = {:.3}",
                 model.axes()[0].name,
                 lv[0]
             );
             warn_if_clamped(model, sigma);
-            Level::sigma(sigma)
+            Level::sigma_clamped(sigma)
         }
     };
     let bar = ProgressBar::new(0);

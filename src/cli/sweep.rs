@@ -263,7 +263,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
         (Some(l), _) => parse_values(l)?,
         (None, Some(s)) => parse_values(s)?
             .into_iter()
-            .map(|s| model.level_vec(&Level::sigma(s)).map(|v| v[0]))
+            .map(|s| {
+                super::warn_if_clamped(&model, s);
+                model.level_vec(&Level::sigma_clamped(s)).map(|v| v[0])
+            })
             .collect::<tunable::Result<_>>()?,
         (None, None) => (0..=8)
             .map(|i| axis.min + (axis.max - axis.min) * i as f32 / 8.0)
