@@ -8,13 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::cpu::fast::FastPlan;
-use crate::cpu::reference::{self, FtnParams};
+use crate::cpu::reference;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuOptions, GpuPlan};
 use crate::image::Image;
 use crate::level::Level;
 use crate::model::{LevelAxis, Lowering, ModelFile, Spec};
-use crate::plan::{LevelVec, Plan, Shape};
+use crate::plan::{FtnParams, LevelVec, Plan, Shape};
 use crate::tensor::Tensor;
 
 /// `Model::run_async` (src/engine/nonblocking.rs).

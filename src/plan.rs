@@ -6,6 +6,14 @@
 //! same length, and evaluated as `base + sum_p c_p * delta_p`, where the coefficients
 //! `c_p = offset_p + sum_j gain_pj * level_j` are affine in the level vector (DESIGN.md §1).
 
+mod graph;
+mod validate;
+
+pub use graph::{
+    conv_out_dim, run_memory_limit, OpShape, RunMemory, ShapeGraph, ShapeNode, DEFAULT_RUN_MEMORY,
+};
+pub use validate::{CONV_STRIDES, KERNEL_SIZES, MAX_COMBINE_OTHERS};
+
 use crate::error::{Error, Result};
 
 /// At most this many level axes (knobs) per model, and this many basis deltas per op.
@@ -18,104 +26,6 @@ pub const MAX_DELTAS: usize = 4;
 pub const MAX_SIZE_MULTIPLE: usize = 256;
 pub const MAX_RECEPTIVE_RADIUS: usize = 1024;
 pub const MAX_CHANNELS: usize = 4096;
-
-/// The activation bytes one run (one tile) may need when `TUNABLE_MAX_RUN_MB` is not set.
-pub const DEFAULT_RUN_MEMORY: u64 = 8 << 30;
-
-/// The activation bytes one run may need: `TUNABLE_MAX_RUN_MB` (MiB) or
-/// [`DEFAULT_RUN_MEMORY`], read once.
-pub fn run_memory_limit() -> u64 {
-    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::env::var("TUNABLE_MAX_RUN_MB")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_RUN_MEMORY, |mb| mb.saturating_mul(1 << 20))
-    })
-}
-
-/// What one run holds in activations at its peak, from the plan's liveness.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunMemory {
-    /// The most bytes of f32 tensors alive at once.
-    pub peak_bytes: u64,
-    /// The largest single tensor.
-    pub widest: Shape,
-}
-
-/// Peak activation bytes when `nodes` (input, others, output) run in order, every tensor is
-/// dropped after its last reader, and the tensors no node writes (the inputs) and `output`
-/// are held throughout.
-pub fn run_memory<'a>(
-    shapes: &[Shape],
-    nodes: impl IntoIterator<Item = (TensorId, &'a [TensorId], TensorId)>,
-    output: TensorId,
-) -> RunMemory {
-    let nodes: Vec<_> = nodes.into_iter().collect();
-    let mut last_read = vec![None; shapes.len()];
-    let mut written = vec![false; shapes.len()];
-    for (i, &(input, others, out)) in nodes.iter().enumerate() {
-        for &t in std::iter::once(&input).chain(others) {
-            last_read[t] = Some(i);
-        }
-        written[out] = true;
-    }
-    let held = |t: TensorId| t == output || !written[t];
-    let mut live: u64 = (0..shapes.len())
-        .filter(|&t| !written[t])
-        .map(|t| shapes[t].bytes())
-        .sum();
-    let mut peak = live;
-    for (i, &(input, others, out)) in nodes.iter().enumerate() {
-        live = live.saturating_add(shapes[out].bytes());
-        peak = peak.max(live);
-        let mut done: Vec<TensorId> = std::iter::once(input)
-            .chain(others.iter().copied())
-            .chain(std::iter::once(out))
-            .filter(|&t| !held(t) && last_read[t].is_none_or(|l| l == i))
-            .collect();
-        done.sort_unstable();
-        done.dedup();
-        for t in done {
-            live = live.saturating_sub(shapes[t].bytes());
-        }
-    }
-    let widest = shapes
-        .iter()
-        .copied()
-        .max_by_key(|s| s.bytes())
-        .unwrap_or(Shape::new(0, 0, 0));
-    RunMemory {
-        peak_bytes: peak,
-        widest,
-    }
-}
-
-fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
-}
-
-impl RunMemory {
-    /// An error naming the sizes when the peak is over [`run_memory_limit`].
-    pub fn check(&self, input: Shape) -> Result<()> {
-        let limit = run_memory_limit();
-        if self.peak_bytes <= limit {
-            return Ok(());
-        }
-        let w = self.widest;
-        Err(Error::Limit(format!(
-            "a {}x{} run needs {} of activations (the largest is {}x{}x{}, {}), more than the {} limit (set TUNABLE_MAX_RUN_MB, or use smaller tiles)",
-            input.w,
-            input.h,
-            gib(self.peak_bytes),
-            w.c,
-            w.h,
-            w.w,
-            gib(w.bytes()),
-            gib(limit)
-        )))
-    }
-}
 
 /// A level vector: one value per axis; unused axes are 0.
 pub type LevelVec = [f32; MAX_AXES];
@@ -285,6 +195,20 @@ pub enum Op {
     Shuffle,
 }
 
+/// The filter-to-filter network of FTN, applied at load to a filter `[cout, cin, k, k]` seen
+/// as `cout` images of `cin` channels and `k x k` pixels:
+/// `conv1x1(w1, b1, groups) -> PReLU(slope) -> conv1x1(w2, b2, groups)`.
+/// `w1`, `w2` are `[cin, cin / groups]`; `slope` has 1 or `cin` values. The lowering hands it
+/// to whichever executor computes the transform (CPU reference or GPU).
+pub struct FtnParams<'a> {
+    pub groups: usize,
+    pub w1: &'a [f32],
+    pub b1: &'a [f32],
+    pub slope: &'a [f32],
+    pub w2: &'a [f32],
+    pub b2: &'a [f32],
+}
+
 pub type TensorId = usize;
 
 /// One op applied to `input` (and `others`: the combine tensors of a conv/depthwise epilogue,
@@ -340,169 +264,7 @@ impl Shape {
     }
 }
 
-/// Output size of a conv with zero padding `k / 2` (PyTorch's formula).
-pub fn conv_out_dim(n: usize, k: usize, stride: usize) -> usize {
-    (n + 2 * (k / 2) - k) / stride + 1
-}
-
-/// What no tensor dimension may exceed: far above any image, low enough that the sums and
-/// doublings of shape inference cannot wrap.
-#[cfg(target_pointer_width = "64")]
-const MAX_DIM: usize = 1 << 40;
-/// On 32-bit targets (wasm32): 2^24, still far above any image.
-#[cfg(not(target_pointer_width = "64"))]
-const MAX_DIM: usize = 1 << 24;
-
-fn check_dims(s: Shape) -> Result<Shape> {
-    if s.c > MAX_DIM || s.h > MAX_DIM || s.w > MAX_DIM || s.checked_len().is_none() {
-        return Err(Error::Limit(format!(
-            "a {}x{}x{} tensor is larger than any this engine handles",
-            s.c, s.h, s.w
-        )));
-    }
-    Ok(s)
-}
-
-impl Op {
-    /// The output shape for an input of shape `s`, or an error naming what does not fit.
-    pub fn out_shape(&self, s: Shape) -> Result<Shape> {
-        check_dims(s)?;
-        match self {
-            Op::Conv2d(c) => {
-                if s.c != c.tensor_cin() {
-                    return Err(Error::Shape(format!(
-                        "conv expects {} input channels, got {}",
-                        c.tensor_cin(),
-                        s.c
-                    )));
-                }
-                Ok(Shape::new(
-                    c.cout,
-                    conv_out_dim(s.h, c.k, c.stride),
-                    conv_out_dim(s.w, c.k, c.stride),
-                ))
-            }
-            Op::Depthwise(d) => {
-                if s.c != d.channels {
-                    return Err(Error::Shape(format!(
-                        "depthwise expects {} channels, got {}",
-                        d.channels, s.c
-                    )));
-                }
-                Ok(s)
-            }
-            Op::Eltwise(e) => {
-                if s.c != e.channels {
-                    return Err(Error::Shape(format!(
-                        "eltwise expects {} channels, got {}",
-                        e.channels, s.c
-                    )));
-                }
-                Ok(s)
-            }
-            Op::Unshuffle => {
-                if !s.h.is_multiple_of(2) || !s.w.is_multiple_of(2) {
-                    return Err(Error::Shape(format!(
-                        "pixel unshuffle needs even sizes, got {}x{}",
-                        s.w, s.h
-                    )));
-                }
-                Ok(Shape::new(s.c * 4, s.h / 2, s.w / 2))
-            }
-            Op::Shuffle => {
-                if !s.c.is_multiple_of(4) {
-                    return Err(Error::Shape(format!(
-                        "pixel shuffle needs channels divisible by 4, got {}",
-                        s.c
-                    )));
-                }
-                Ok(Shape::new(s.c / 4, s.h * 2, s.w * 2))
-            }
-        }
-    }
-}
-
-/// Shapes of every tensor of a straight-line node list `(name, op, input, others, output)`,
-/// given the shapes of the tensors provided from outside: checks that each node's others match
-/// its output (an eltwise's, its input), that no tensor is read before it is written or written
-/// twice, and that every tensor gets written.
-pub fn infer_shapes<'a>(
-    num_tensors: usize,
-    given: &[(TensorId, Shape)],
-    nodes: impl IntoIterator<Item = (&'a str, &'a Op, TensorId, &'a [TensorId], TensorId)>,
-) -> Result<Vec<Shape>> {
-    let mut shapes: Vec<Option<Shape>> = vec![None; num_tensors];
-    for &(t, s) in given {
-        shapes[t] = Some(s);
-    }
-    for (name, op, input, others, output) in nodes {
-        let get = |t: TensorId| -> Result<Shape> {
-            shapes.get(t).copied().flatten().ok_or_else(|| {
-                Error::Graph(format!(
-                    "node '{name}' reads tensor {t} before it is written"
-                ))
-            })
-        };
-        let s = get(input)?;
-        let out = op
-            .out_shape(s)
-            .and_then(check_dims)
-            .map_err(|e| e.in_node(name))?;
-        for &o in others {
-            let so = get(o)?;
-            let want = if matches!(op, Op::Eltwise(_)) { s } else { out };
-            if so != want {
-                return Err(Error::Shape(format!(
-                    "node '{name}': other tensor is {}x{}x{}, expected {}x{}x{}",
-                    so.c, so.h, so.w, want.c, want.h, want.w
-                )));
-            }
-        }
-        if output >= num_tensors || shapes[output].is_some() {
-            return Err(Error::Graph(format!(
-                "node '{name}' writes tensor {output} twice or out of range"
-            )));
-        }
-        shapes[output] = Some(out);
-    }
-    shapes
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| s.ok_or_else(|| Error::Graph(format!("tensor {i} is never written"))))
-        .collect()
-}
-
 impl Plan {
-    /// Shapes of every tensor for an input of `h x w`, checking that each node's others
-    /// match its output and that no tensor is read before it is written.
-    pub fn shapes(&self, h: usize, w: usize) -> Result<Vec<Shape>> {
-        infer_shapes(
-            self.num_tensors,
-            &[(0, Shape::new(self.in_channels, h, w))],
-            self.nodes.iter().map(|n| {
-                (
-                    n.name.as_str(),
-                    &n.op,
-                    n.input,
-                    n.others.as_slice(),
-                    n.output,
-                )
-            }),
-        )
-    }
-
-    /// The activation memory of one run on an `h x w` input (shapes checked).
-    pub fn run_memory(&self, h: usize, w: usize) -> Result<RunMemory> {
-        let shapes = self.shapes(h, w)?;
-        Ok(run_memory(
-            &shapes,
-            self.nodes
-                .iter()
-                .map(|n| (n.input, n.others.as_slice(), n.output)),
-            self.output,
-        ))
-    }
-
     /// The load-time bounds: size multiple, receptive radius and channels of every tensor
     /// within [`MAX_SIZE_MULTIPLE`], [`MAX_RECEPTIVE_RADIUS`], [`MAX_CHANNELS`].
     pub fn check_limits(&self) -> Result<()> {

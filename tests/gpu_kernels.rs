@@ -363,7 +363,7 @@ fn ftn_transform_matches_reference() {
                 rand_vec(&mut r, cin * gs, 1.0 / (gs as f32).sqrt()),
                 rand_vec(&mut r, cin, 0.1),
             );
-            let f = reference::FtnParams {
+            let f = tunable::plan::FtnParams {
                 groups,
                 w1: &w1,
                 b1: &b1,

@@ -3,8 +3,8 @@
 // channels; each of the 64 invocations keeps 2 pixels x 16 channels in registers.
 // Staged per step: CI_T = 16 input channels x 128 pixels and the 16 x 16 weight block.
 //
-// d0 = (channels in the tensor, plane, unused, cin incl. the noise channel)
-// d1 = (cout, plane, unused, cout16); the grid is 1-D over pixel blocks (pitch d2.w) x cout/16.
+// Uniform: ConvUniform (wgsl/conv_weights.wgsl); the grid is 1-D over pixel blocks (pitch
+// dispatch.row_pitch) x cout/16.
 
 const TP: u32 = 128u;
 const CO_T: u32 = 16u;
@@ -17,14 +17,14 @@ var<workgroup> ws: array<vec4<f32>, CI_T * 4u>;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let tcin = prm.d0.x;
-    let plane = prm.d0.y;
-    let cin = prm.d0.w;
-    let cout = prm.d1.x;
-    let cout16 = prm.d1.w;
-    let p0 = linear_group(wid) * TP;
-    let co0 = (wid.z + prm.d2.z) * CO_T;
-    let cf = mix_coefs();
+    let tcin = prm.dims.tensor_cin;
+    let plane = prm.dims.ih * prm.dims.iw;
+    let cin = prm.dims.cin;
+    let cout = prm.dims.cout;
+    let cout16 = prm.dims.cout16;
+    let p0 = linear_group(wid, prm.dispatch) * TP;
+    let co0 = (wid.z + prm.dispatch.group_offset.z) * CO_T;
+    let cf = mix_coefs(prm.mix);
     let noise = noise_value();
     let n_w = cin * cout16 / 4u;
 
@@ -80,7 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j = 0u; j < 16u; j++) {
         let co = co0 + j;
         if co < cout {
-            let e = ep_vals(co, cout, cf);
+            let e = ep_vals(prm.ep, co, cout, cf);
             if pa < plane {
                 store(acc0[j / 4u][j % 4u], e, co * plane + pa);
             }

@@ -9,8 +9,7 @@
 // Weights on the GPU are laid out [P+1][cin][k*k][cout16] (cout padded to 16 with zeros), so
 // a vec4 holds 4 consecutive output channels and staging reads are coalesced.
 //
-// d0 = (channels in the tensor, in_h, in_w, cin incl. the virtual noise channel)
-// d1 = (cout, out_h, out_w, cout16)
+// Uniform: ConvUniform (wgsl/conv_weights.wgsl).
 
 const TW: u32 = 16u;
 const TH: u32 = 8u;
@@ -33,18 +32,19 @@ fn main(
     @builtin(local_invocation_id) lid3: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let tcin = prm.d0.x;
-    let ih = prm.d0.y;
-    let iw = prm.d0.z;
-    let cin = prm.d0.w;
-    let cout = prm.d1.x;
-    let oh = prm.d1.y;
-    let ow = prm.d1.z;
-    let cout16 = prm.d1.w;
-    let ox0 = (wid.x + prm.d2.x) * TW;
-    let oy0 = (wid.y + prm.d2.y) * TH;
-    let co0 = (wid.z + prm.d2.z) * CO_T;
-    let cf = mix_coefs();
+    let tcin = prm.dims.tensor_cin;
+    let ih = prm.dims.ih;
+    let iw = prm.dims.iw;
+    let cin = prm.dims.cin;
+    let cout = prm.dims.cout;
+    let oh = prm.dims.oh;
+    let ow = prm.dims.ow;
+    let cout16 = prm.dims.cout16;
+    let g0 = prm.dispatch.group_offset;
+    let ox0 = (wid.x + g0.x) * TW;
+    let oy0 = (wid.y + g0.y) * TH;
+    let co0 = (wid.z + g0.z) * CO_T;
+    let cf = mix_coefs(prm.mix);
     let noise = noise_value();
     let ix0 = i32(ox0 * S) - PAD;
     let iy0 = i32(oy0 * S) - PAD;
@@ -123,7 +123,7 @@ fn main(
         for (var j = 0u; j < 16u; j++) {
             let co = co0 + j;
             if co < cout {
-                let e = ep_vals(co, cout, cf);
+                let e = ep_vals(prm.ep, co, cout, cf);
                 if oya < oh {
                     store(acc0[j / 4u][j % 4u], e, co * plane + oya * ow + ox);
                 }

@@ -1,5 +1,37 @@
-// Shared by the two conv kernels (conv2d, conv1x1), which bind their weights as
-// `wt: array<vec4<f32>>`: (PW + 1) parts, W0 then the deltas D_p, `n_w` vec4s each.
+// Shared by the two conv kernels (conv2d, conv1x1): their uniform (src/gpu/ops/conv.rs), and
+// their weights, bound as `wt: array<vec4<f32>>`: (PW + 1) parts, W0 then the deltas D_p,
+// `n_w` vec4s each.
+
+struct ConvDims {
+    tensor_cin: u32, // channels of the input tensor (without the virtual noise channel)
+    ih: u32,
+    iw: u32,
+    cin: u32,        // input channels of the weights, the noise channel included
+    cout: u32,
+    oh: u32,
+    ow: u32,
+    cout16: u32,     // cout rounded up to 16: the weight layout's channel stride
+}
+
+// The FFDNet-style virtual input channel: offset + dot(gain, level) inside the image.
+struct NoiseChannel {
+    gain: vec4<f32>,
+    offset: f32,
+}
+
+struct ConvUniform {
+    dispatch: Dispatch,
+    dims: ConvDims,
+    ep: EpOffsets,
+    mix: LevelMix,
+    noise: NoiseChannel,
+}
+
+@group(0) @binding(1) var<uniform> prm: ConvUniform;
+
+fn noise_value() -> f32 {
+    return prm.noise.offset + dot(prm.noise.gain, level);
+}
 
 // The mixed weights W0 + sum_p c_p D_p at vec4 `g`, in the CPU reference's order: this is the
 // fused level mix, done while a workgroup stages its weight slab.

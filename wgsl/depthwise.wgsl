@@ -3,7 +3,23 @@
 // channel's k x k mixed weights are staged in workgroup memory; each of the 64 invocations
 // computes 4 pixels of one column.
 //
-// d0 = (channels, h, w, unused); weights [P+1][C][k*k] (PyTorch order).
+// Weights [P+1][C][k*k] (PyTorch order). Uniform: src/gpu/ops/depthwise.rs.
+
+struct DepthwiseDims {
+    channels: u32,
+    h: u32,
+    w: u32,
+    unused: u32,
+}
+
+struct DepthwiseUniform {
+    dispatch: Dispatch,
+    dims: DepthwiseDims,
+    ep: EpOffsets,
+    mix: LevelMix,
+}
+
+@group(0) @binding(1) var<uniform> prm: DepthwiseUniform;
 
 const T: u32 = 16u;
 const KK: u32 = K * K;
@@ -22,13 +38,14 @@ fn main(
     @builtin(local_invocation_id) lid3: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let channels = prm.d0.x;
-    let h = prm.d0.y;
-    let w = prm.d0.z;
-    let c = wid.z + prm.d2.z;
-    let x0 = (wid.x + prm.d2.x) * T;
-    let y0 = (wid.y + prm.d2.y) * T;
-    let cf = mix_coefs();
+    let channels = prm.dims.channels;
+    let h = prm.dims.h;
+    let w = prm.dims.w;
+    let g0 = prm.dispatch.group_offset;
+    let c = wid.z + g0.z;
+    let x0 = (wid.x + g0.x) * T;
+    let y0 = (wid.y + g0.y) * T;
+    let cf = mix_coefs(prm.mix);
     let n_w = channels * KK;
 
     for (var e = lid; e < IN_T * IN_T; e += 64u) {
@@ -61,7 +78,7 @@ fn main(
             }
         }
     }
-    let e = ep_vals(c, channels, cf);
+    let e = ep_vals(prm.ep, c, channels, cf);
     let ox = x0 + tx;
     if ox < w {
         for (var r = 0u; r < 4u; r++) {

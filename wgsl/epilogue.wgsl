@@ -2,6 +2,19 @@
 //   y = acc + bias[c]; y = y * scale[c] + shift[c]; y = act(y); y = u[c] * y + v1[c] * o1 + v2[c] * o2
 // Every vector is a mixed array ((PE + 1) * n floats) evaluated here at the level.
 
+// Offsets (in floats) of the vectors in `ep` (src/gpu/ops/epilogue.rs): bias to v2 are mixed
+// arrays, slope the PReLU slopes (one per channel).
+struct EpOffsets {
+    bias: u32,
+    scale: u32,
+    shift: u32,
+    u: u32,
+    v1: u32,
+    v2: u32,
+    slope: u32,
+    unused: u32,
+}
+
 @group(0) @binding(4) var<storage, read> ep: array<f32>;
 @group(0) @binding(5) var<storage, read> o1: array<f32>;
 @group(0) @binding(6) var<storage, read> o2: array<f32>;
@@ -26,23 +39,23 @@ fn mixed(off: u32, n: u32, c: u32, cf: vec4<f32>) -> f32 {
     return v;
 }
 
-fn ep_vals(c: u32, n: u32, cf: vec4<f32>) -> EpVals {
+fn ep_vals(o: EpOffsets, c: u32, n: u32, cf: vec4<f32>) -> EpVals {
     var e = EpVals(0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0);
-    e.bias = mixed(prm.e0.x, n, c, cf);
+    e.bias = mixed(o.bias, n, c, cf);
     if HAS_SS {
-        e.scale = mixed(prm.e0.y, n, c, cf);
-        e.shift = mixed(prm.e0.z, n, c, cf);
+        e.scale = mixed(o.scale, n, c, cf);
+        e.shift = mixed(o.shift, n, c, cf);
     }
     if ACT == 2u {
-        e.slope = ep[prm.e1.z + c];
+        e.slope = ep[o.slope + c];
     }
     if COMBINE {
-        e.u = mixed(prm.e0.w, n, c, cf);
+        e.u = mixed(o.u, n, c, cf);
         if N_OTHERS >= 1u {
-            e.v1 = mixed(prm.e1.x, n, c, cf);
+            e.v1 = mixed(o.v1, n, c, cf);
         }
         if N_OTHERS >= 2u {
-            e.v2 = mixed(prm.e1.y, n, c, cf);
+            e.v2 = mixed(o.v2, n, c, cf);
         }
     }
     return e;

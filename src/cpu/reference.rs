@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use crate::plan::{
-    conv_out_dim, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op, Plan,
-    Shape,
+    conv_out_dim, Combine, Conv2d, Depthwise, Eltwise, Epilogue, FtnParams, LevelVec, Mix, Node,
+    Op, Plan, Shape,
 };
 use crate::tensor::Tensor;
 
@@ -198,19 +198,7 @@ pub fn mix_weights(mixed: &[f32], coefs: &[f32]) -> Vec<f32> {
     Mix::apply(mixed, coefs)
 }
 
-/// The filter-to-filter network of FTN, applied to a filter `[cout, cin, k, k]` seen as `cout`
-/// images of `cin` channels and `k x k` pixels:
-/// `conv1x1(w1, b1, groups) -> PReLU(slope) -> conv1x1(w2, b2, groups)`.
-/// `w1`, `w2` are `[cin, cin / groups]`; `slope` has 1 or `cin` values.
-pub struct FtnParams<'a> {
-    pub groups: usize,
-    pub w1: &'a [f32],
-    pub b1: &'a [f32],
-    pub slope: &'a [f32],
-    pub w2: &'a [f32],
-    pub b2: &'a [f32],
-}
-
+/// The FTN filter transform ([`FtnParams`]) of a filter `[cout, cin, k, k]`.
 pub fn ftn_transform(weight: &[f32], cout: usize, cin: usize, k: usize, p: &FtnParams) -> Vec<f32> {
     let kk = k * k;
     let gs = cin / p.groups; // channels per group

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Params};
+use crate::gpu::kernels::Kernel;
 
 /// Workgroup memory every kernel stays under (bytes): the downlevel default, 16,352.
 pub const WORKGROUP_STORAGE_BYTES: u32 = 16_352;
@@ -26,7 +26,7 @@ pub const MAX_WORKGROUP_Y: u32 = 4;
 /// device may require at most.
 pub const UNIFORM_STRIDE: u64 = 256;
 /// Bytes of the per-dispatch uniform one kernel binds.
-pub const PARAMS_BYTES: u64 = std::mem::size_of::<Params>() as u64;
+pub const PARAMS_BYTES: u64 = crate::gpu::ops::MAX_UNIFORM_BYTES;
 
 /// What the GPU engine created and wrote since its context was made: the cost of a level
 /// change, made countable (tests, diagnostics). A snapshot from [`GpuContext::counters`];

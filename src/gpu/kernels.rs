@@ -1,7 +1,6 @@
-//! Kernel variants: which WGSL file, which constants are prepended, and the per-dispatch
-//! uniform. A variant is a pipeline-cache key; shapes never are (they live in [`Params`]).
-
-use bytemuck::{Pod, Zeroable};
+//! Kernel variants: which WGSL file and which constants are prepended.
+//! A variant is a pipeline-cache key; shapes never are (they live in each op's uniform,
+//! `super::ops`).
 
 const COMMON: &str = include_str!("../../wgsl/common.wgsl");
 const EPILOGUE: &str = include_str!("../../wgsl/epilogue.wgsl");
@@ -255,21 +254,6 @@ impl Kernel {
         v.push(Kernel::Ftn { layer: 2 });
         v
     }
-}
-
-/// The per-dispatch uniform (matches `Params` in wgsl/common.wgsl; 192 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct Params {
-    pub d0: [u32; 4],
-    pub d1: [u32; 4],
-    pub d2: [u32; 4],
-    pub e0: [u32; 4],
-    pub e1: [u32; 4],
-    pub coef_off: [f32; 4],
-    pub coef_gain: [[f32; 4]; 4],
-    pub noise_gain: [f32; 4],
-    pub noise_off: [f32; 4],
 }
 
 /// One dispatch of a possibly split grid: workgroup offset and count per dimension.

@@ -1,5 +1,5 @@
 //! The wgpu runtime: adapter and device ([`GpuContext`]), the WGSL kernel variants
-//! ([`kernels`]), and the plan executor ([`GpuPlan`]).
+//! ([`kernels`]), one module per op family ([`ops`]) and the plan executor ([`GpuPlan`]).
 //!
 //! ```no_run
 //! use tunable::gpu::{GpuContext, GpuPlan};
@@ -13,7 +13,10 @@
 pub mod context;
 pub mod exec;
 pub mod kernels;
+pub mod ops;
 
 pub use context::{GpuContext, GpuCounters, GpuInfo, GpuOptions};
 pub use exec::readback::settle_error_scopes;
-pub use exec::{ftn_transform, mix_weights, run_node, GpuPlan};
+pub use exec::{run_node, GpuPlan};
+pub use ops::ftn::ftn_transform;
+pub use ops::mix::mix_weights;

@@ -15,8 +15,8 @@
 //! `run_async` does so before it returns, so a validation or out-of-memory error of its run
 //! (or of a load before it) is still an [`Error::Gpu`] naming what was being done.
 //!
-//! This module is a child of `exec` (it reads the plan's private state); the same lines of
-//! `GpuPlan::execute` could call `prepared` and `submit_on` instead of their copies.
+//! This module is a child of `exec` (it reads the plan's private state); the checks, the size
+//! cache and the submission here are also those of the blocking `GpuPlan::execute`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -194,19 +194,19 @@ impl GpuPlan {
         };
         let submitted = self.submit_on(prep, &[input], level);
         let data = match &submitted {
-            Ok((_, bytes)) => Some(map_read_async(&self.ctx, &prep.staging, *bytes).await),
+            Ok((_, bytes, _)) => Some(map_read_async(&self.ctx, &prep.staging, *bytes).await),
             Err(_) => None,
         };
         drop(guard);
         // A scope's error says more than the failed map it may have caused.
         settle_error_scopes().await?;
-        let (shape, _) = submitted?;
+        let (shape, _, _) = submitted?;
         let data = data.expect("submitted")?;
         Ok(Tensor::from_vec(shape, data))
     }
 
-    /// The checks `execute` makes on the caller's input tensors.
-    fn check_inputs(&self, inputs: &[&Tensor]) -> Result<()> {
+    /// The checks of a run on the caller's input tensors.
+    pub(super) fn check_inputs(&self, inputs: &[&Tensor]) -> Result<()> {
         self.ctx.check()?;
         if inputs.len() != self.inputs.len() {
             return Err(Error::InvalidArgument(format!(
@@ -236,7 +236,7 @@ impl GpuPlan {
     }
 
     /// The prepared state of these input shapes, from the size cache or made (and cached) now.
-    fn prepared(&self, ext: &[Shape]) -> Result<SharedPrepared> {
+    pub(super) fn prepared(&self, ext: &[Shape]) -> Result<SharedPrepared> {
         let key: Vec<[usize; 3]> = ext.iter().map(|s| [s.c, s.h, s.w]).collect();
         let mut cache = self.cache.lock().map_err(poisoned)?;
         if let Some(p) = cache.get(&key) {
@@ -251,13 +251,13 @@ impl GpuPlan {
 
     /// Writes the inputs and the level, records the plan and the copy of its output into the
     /// read-back buffer, and submits: everything of a run but the read-back. Returns the
-    /// output's shape and bytes.
-    fn submit_on(
+    /// output's shape and bytes, and the submission the read-back waits for.
+    pub(super) fn submit_on(
         &self,
         prep: &Prepared,
         inputs: &[&Tensor],
         level: &LevelVec,
-    ) -> Result<(Shape, u64)> {
+    ) -> Result<(Shape, u64, wgpu::SubmissionIndex)> {
         let ctx = &self.ctx;
         let scope = ErrorScope::push(&ctx.device);
         for (&t, x) in self.inputs.iter().zip(inputs) {
@@ -285,11 +285,11 @@ impl GpuPlan {
         scope
             .pop("recording the plan")
             .map_err(|e| ctx.lost_or(e))?;
-        {
+        let index = {
             let _g = self.submit.lock().map_err(poisoned)?;
             ctx.write_buffer(&self.level, 0, bytemuck::cast_slice(level));
-            ctx.submit(encoder)?;
-        }
-        Ok((out_shape, out_bytes))
+            ctx.submit(encoder)?
+        };
+        Ok((out_shape, out_bytes, index))
     }
 }

@@ -4,13 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::cpu::reference::FtnParams;
 use crate::error::{Error, Result};
 use crate::model::spec::{GainSpec, ModSpec, NodeSpec, Spec};
 use crate::model::tensors::TensorStore;
 use crate::plan::{
-    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, Mix, Node, Op, Plan,
-    MAX_AXES, MAX_CHANNELS, MAX_DELTAS,
+    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, FtnParams, Mix, Node, Op,
+    Plan, CONV_STRIDES, KERNEL_SIZES, MAX_AXES, MAX_CHANNELS, MAX_DELTAS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,7 +188,9 @@ pub fn lower(spec: &Spec, tensors: &TensorStore, mode: Lowering, ftn: FtnFn) -> 
             spec.output, l.channels[output], spec.out_channels
         )));
     }
-    l.finish(output)
+    let plan = l.finish(output)?;
+    plan.validate()?;
+    Ok(plan)
 }
 
 /// Orders the nodes the output depends on so that every input comes first (Kahn's algorithm,
@@ -385,15 +386,18 @@ impl<'a> Lowerer<'a> {
                 message: format!("conv weight must be 4-D, got {shape:?}"),
             });
         };
-        if k != k2 || ![1, 3, 5, 7].contains(&k) {
+        // The spec's own errors name its tensor and node; the plan's sets decide.
+        if k != k2 || !KERNEL_SIZES.contains(&k) {
             return Err(Error::Tensor {
                 name: wname.into(),
-                message: format!("kernel {k}x{k2} is not 1, 3, 5 or 7 square"),
+                message: format!("kernel {k}x{k2} is not square of a size in {KERNEL_SIZES:?}"),
             });
         }
         let stride = n.stride.unwrap_or(1);
-        if stride != 1 && stride != 2 {
-            return Err(Error::Graph(format!("stride {stride} is not 1 or 2")));
+        if !CONV_STRIDES.contains(&stride) {
+            return Err(Error::Graph(format!(
+                "stride {stride} is not one of {CONV_STRIDES:?}"
+            )));
         }
         let noise = match &n.noise_channel {
             Some(nc) => {
@@ -557,10 +561,10 @@ impl<'a> Lowerer<'a> {
             .ok_or_else(|| Error::Graph("adafm needs a 'weight'".into()))?;
         let shape = self.tensors.shape(wname)?;
         let k = *shape.last().unwrap_or(&0);
-        if ![1, 3, 5, 7].contains(&k) {
+        if !KERNEL_SIZES.contains(&k) {
             return Err(Error::Tensor {
                 name: wname.into(),
-                message: format!("kernel size {k} is not 1, 3, 5 or 7"),
+                message: format!("kernel size {k} is not one of {KERNEL_SIZES:?}"),
             });
         }
         let g = self.tensors.array(wname, &[c, 1, k, k])?.to_vec();

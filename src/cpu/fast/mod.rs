@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::plan::{run_memory, LevelVec, Op, Plan};
+use crate::plan::{LevelVec, Op, Plan, ShapeGraph};
 use crate::tensor::Tensor;
 use act::{Act, Pool};
 pub use prep::Winograd;
@@ -95,6 +95,8 @@ type LevelData = Arc<Vec<NodeAt>>;
 /// threads; each run takes its scratch from a shared pool.
 pub struct FastPlan {
     plan: Plan,
+    /// The plan without its weights: shapes, liveness and memory of each run.
+    graph: ShapeGraph,
     nodes: Vec<NodePrep>,
     /// Per tensor, the index of the last node that reads it (`None`: no node does).
     last_use: Vec<Option<usize>>,
@@ -192,47 +194,28 @@ impl FastPlan {
         } else {
             kernel
         };
-        let n = plan.num_tensors;
-        if n == 0 || plan.output >= n {
-            return Err(Error::Graph(format!(
-                "plan output {} out of {n} tensors",
-                plan.output
-            )));
+        plan.validate()?;
+        let graph = plan.shape_graph();
+        // Per tensor, the zero border its readers need (the largest `k / 2`).
+        let mut border = vec![0usize; plan.num_tensors];
+        for node in &plan.nodes {
+            let pad = match &node.op {
+                Op::Conv2d(c) if c.noise_channel.is_none() => c.k / 2,
+                Op::Depthwise(d) => d.k / 2,
+                _ => 0,
+            };
+            border[node.input] = border[node.input].max(pad);
         }
-        if plan.in_channels == 0 {
-            return Err(Error::InvalidArgument("plan with 0 input channels".into()));
-        }
-        let mut last_use = vec![None; n];
-        let mut border = vec![0usize; n];
-        let mut nodes = Vec::with_capacity(plan.nodes.len());
-        for (i, node) in plan.nodes.iter().enumerate() {
-            for &t in std::iter::once(&node.input)
-                .chain(&node.others)
-                .chain(std::iter::once(&node.output))
-            {
-                if t >= n {
-                    return Err(Error::Graph(format!(
-                        "node '{}' uses tensor {t} of {n}",
-                        node.name
-                    )));
-                }
-            }
-            for &t in std::iter::once(&node.input).chain(&node.others) {
-                last_use[t] = Some(i);
-            }
-            match &node.op {
-                Op::Conv2d(c) if c.noise_channel.is_none() => {
-                    border[node.input] = border[node.input].max(c.k / 2)
-                }
-                Op::Depthwise(d) => border[node.input] = border[node.input].max(d.k / 2),
-                _ => {}
-            }
-            nodes.push(NodePrep::new(node, options.winograd)?);
-        }
+        let nodes = plan
+            .nodes
+            .iter()
+            .map(|node| NodePrep::new(node, options.winograd))
+            .collect();
         Ok(FastPlan {
             plan: plan.clone(),
             nodes,
-            last_use,
+            last_use: graph.last_use(),
+            graph,
             border,
             kernel,
             cache: Mutex::new(None),
@@ -319,14 +302,8 @@ impl FastPlan {
                 s.w
             )));
         }
-        let shapes = self.plan.shapes(s.h, s.w)?;
-        let nodes = self.plan.nodes.iter();
-        run_memory(
-            &shapes,
-            nodes.map(|n| (n.input, n.others.as_slice(), n.output)),
-            self.plan.output,
-        )
-        .check(s)?;
+        let shapes = self.graph.shapes(&[(0, s)])?;
+        self.graph.run_memory(&shapes).check(s)?;
         let at = self.level_data(level);
         let checked_out = lock(&self.pool).checkout();
         let mut pool = Pool::new(checked_out);
@@ -408,11 +385,8 @@ impl FastPlan {
             acts[node.output] = Some(out);
             lap(&node.name);
             // Release every tensor whose last reader this was (and a result nobody reads).
-            for t in std::iter::once(node.input)
-                .chain(node.others.iter().copied())
-                .chain(std::iter::once(node.output))
-            {
-                if t != plan.output && self.last_use[t].is_none_or(|l| l == i) {
+            for t in self.graph.done_after(i, &self.last_use) {
+                if t != plan.output {
                     if let Some(a) = acts[t].take() {
                         pool.give(a);
                     }

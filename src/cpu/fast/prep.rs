@@ -1,7 +1,6 @@
 //! Weights prepared once per plan (re-laid out for the kernels, base and deltas alike) and
 //! mixed per level (`base + sum_p c_p delta_p`, a few microseconds per op).
 
-use crate::error::{Error, Result};
 use crate::plan::{Activation, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op};
 
 /// Lanes of one SIMD vector (AVX2 f32); per-channel arrays are padded to a multiple of it.
@@ -90,16 +89,6 @@ impl Mixed {
     }
 }
 
-fn check_len(node: &Node, what: &str, got: usize, want: usize) -> Result<()> {
-    if got != want {
-        return Err(Error::Tensor {
-            name: format!("{}.{what}", node.name),
-            message: format!("has {got} values, expected {want}"),
-        });
-    }
-    Ok(())
-}
-
 /// The activation kind, with PReLU slopes padded.
 #[derive(Clone)]
 pub(crate) enum ActKind {
@@ -109,17 +98,16 @@ pub(crate) enum ActKind {
 }
 
 impl ActKind {
-    fn new(node: &Node, a: &Activation, c: usize) -> Result<Self> {
-        Ok(match a {
+    fn new(a: &Activation, c: usize) -> Self {
+        match a {
             Activation::None => ActKind::None,
             Activation::Relu => ActKind::Relu,
             Activation::Prelu(s) => {
-                check_len(node, "prelu", s.len(), c)?;
                 let mut v = s.clone();
                 v.resize(round_up(c, LANES), 0.0);
                 ActKind::Prelu(v)
             }
-        })
+        }
     }
 }
 
@@ -140,41 +128,21 @@ pub(crate) struct EpilogueAt {
 }
 
 impl EpiloguePrep {
-    fn new(node: &Node, ep: &Epilogue, p: usize, c: usize) -> Result<Self> {
-        let want = (p + 1) * c;
-        check_len(node, "bias", ep.bias.len(), want)?;
-        let scale_shift = match &ep.scale_shift {
-            Some((s, t)) => {
-                check_len(node, "scale", s.len(), want)?;
-                check_len(node, "shift", t.len(), want)?;
-                Some((Mixed::channels(s, p, c), Mixed::channels(t, p, c)))
-            }
-            None => None,
-        };
-        let combine = match &ep.combine {
-            Some(cb) => {
-                check_len(node, "combine.u", cb.u.len(), want)?;
-                if cb.v.is_empty() || cb.v.len() > 2 {
-                    return Err(Error::Tensor {
-                        name: format!("{}.combine", node.name),
-                        message: format!("has {} other gains, expected 1 or 2", cb.v.len()),
-                    });
-                }
-                let mut v = Vec::new();
-                for vi in &cb.v {
-                    check_len(node, "combine.v", vi.len(), want)?;
-                    v.push(Mixed::channels(vi, p, c));
-                }
-                Some((Mixed::channels(&cb.u, p, c), v))
-            }
-            None => None,
-        };
-        Ok(EpiloguePrep {
+    fn new(ep: &Epilogue, p: usize, c: usize) -> Self {
+        let scale_shift = ep
+            .scale_shift
+            .as_ref()
+            .map(|(s, t)| (Mixed::channels(s, p, c), Mixed::channels(t, p, c)));
+        let combine = ep.combine.as_ref().map(|cb| {
+            let v = cb.v.iter().map(|vi| Mixed::channels(vi, p, c)).collect();
+            (Mixed::channels(&cb.u, p, c), v)
+        });
+        EpiloguePrep {
             bias: Mixed::channels(&ep.bias, p, c),
             scale_shift,
-            act: ActKind::new(node, &ep.act, c)?,
+            act: ActKind::new(&ep.act, c),
             combine,
-        })
+        }
     }
     fn at(&self, coefs: &[f32]) -> EpilogueAt {
         EpilogueAt {
@@ -252,20 +220,8 @@ pub enum Winograd {
 }
 
 impl ConvPrep {
-    fn new(node: &Node, c: &Conv2d, winograd: Winograd) -> Result<Self> {
+    fn new(c: &Conv2d, winograd: Winograd) -> Self {
         let p = c.mix.deltas();
-        if c.k == 0
-            || c.stride == 0
-            || c.cout == 0
-            || c.cin == 0
-            || c.cin < c.noise_channel.is_some() as usize
-        {
-            return Err(Error::InvalidArgument(format!(
-                "node '{}': conv with k={}, stride={}, cin={}, cout={}",
-                node.name, c.k, c.stride, c.cin, c.cout
-            )));
-        }
-        check_len(node, "weight", c.weight.len(), (p + 1) * c.weight_len())?;
         let (k, cin, cout) = (c.k, c.cin, c.cout);
         let wino = k == 3
             && c.stride == 1
@@ -282,7 +238,7 @@ impl ConvPrep {
                     super::winograd::pack_filters(&c.weight[a * n..(a + 1) * n], cin, cout, &blocks)
                 })
                 .collect();
-            return Ok(ConvPrep {
+            return ConvPrep {
                 cin,
                 cout,
                 k,
@@ -294,8 +250,8 @@ impl ConvPrep {
                     n: data.len() / (p + 1),
                     data,
                 },
-                ep: EpiloguePrep::new(node, &c.epilogue, p, cout)?,
-            });
+                ep: EpiloguePrep::new(&c.epilogue, p, cout),
+            };
         }
         let taps = k * k * cin;
         let blocks = blocks(cout.div_ceil(LANES), taps);
@@ -323,7 +279,7 @@ impl ConvPrep {
             let s = src_of[o];
             (s != usize::MAX).then_some(s)
         });
-        Ok(ConvPrep {
+        ConvPrep {
             cin,
             cout,
             k,
@@ -332,8 +288,8 @@ impl ConvPrep {
             winograd: false,
             blocks,
             weight,
-            ep: EpiloguePrep::new(node, &c.epilogue, p, cout)?,
-        })
+            ep: EpiloguePrep::new(&c.epilogue, p, cout),
+        }
     }
 }
 
@@ -351,27 +307,20 @@ pub(crate) struct DepthwiseAt {
 }
 
 impl DepthwisePrep {
-    fn new(node: &Node, d: &Depthwise) -> Result<Self> {
+    fn new(d: &Depthwise) -> Self {
         let p = d.mix.deltas();
-        if d.k == 0 || d.channels == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "node '{}': depthwise with k={}, channels={}",
-                node.name, d.k, d.channels
-            )));
-        }
         let (k, c) = (d.k, d.channels);
-        check_len(node, "weight", d.weight.len(), (p + 1) * c * k * k)?;
         let cp = round_up(c, LANES);
         let weight = Mixed::packed(&d.weight, p, c * k * k, k * k * cp, |o| {
             let (tap, ch) = (o / cp, o % cp);
             (ch < c).then_some(ch * k * k + tap)
         });
-        Ok(DepthwisePrep {
+        DepthwisePrep {
             c,
             k,
             weight,
-            ep: EpiloguePrep::new(node, &d.epilogue, p, c)?,
-        })
+            ep: EpiloguePrep::new(&d.epilogue, p, c),
+        }
     }
 }
 
@@ -388,24 +337,14 @@ pub(crate) struct EltwiseAt {
 }
 
 impl EltwisePrep {
-    fn new(node: &Node, e: &Eltwise) -> Result<Self> {
+    fn new(e: &Eltwise) -> Self {
         let p = e.mix.deltas();
         let c = e.channels;
-        if c == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "node '{}': eltwise with 0 channels",
-                node.name
-            )));
-        }
-        check_len(node, "u", e.u.len(), (p + 1) * c)?;
-        if let Some(v) = &e.v {
-            check_len(node, "v", v.len(), (p + 1) * c)?;
-        }
-        Ok(EltwisePrep {
+        EltwisePrep {
             u: Mixed::channels(&e.u, p, c),
             v: e.v.as_ref().map(|v| Mixed::channels(v, p, c)),
-            act: ActKind::new(node, &e.act, c)?,
-        })
+            act: ActKind::new(&e.act, c),
+        }
     }
 }
 
@@ -427,20 +366,15 @@ pub(crate) enum NodeAt {
 }
 
 impl NodePrep {
-    pub fn new(node: &Node, winograd: Winograd) -> Result<Self> {
-        Ok(match &node.op {
-            Op::Conv2d(c) => {
-                NodePrep::Conv(Box::new(ConvPrep::new(node, c, winograd)?), c.mix.clone())
-            }
-            Op::Depthwise(d) => {
-                NodePrep::Depthwise(Box::new(DepthwisePrep::new(node, d)?), d.mix.clone())
-            }
-            Op::Eltwise(e) => {
-                NodePrep::Eltwise(Box::new(EltwisePrep::new(node, e)?), e.mix.clone())
-            }
+    /// Prepares a node of a validated plan ([`crate::plan::Plan::validate`]).
+    pub fn new(node: &Node, winograd: Winograd) -> Self {
+        match &node.op {
+            Op::Conv2d(c) => NodePrep::Conv(Box::new(ConvPrep::new(c, winograd)), c.mix.clone()),
+            Op::Depthwise(d) => NodePrep::Depthwise(Box::new(DepthwisePrep::new(d)), d.mix.clone()),
+            Op::Eltwise(e) => NodePrep::Eltwise(Box::new(EltwisePrep::new(e)), e.mix.clone()),
             Op::Unshuffle => NodePrep::Unshuffle,
             Op::Shuffle => NodePrep::Shuffle,
-        })
+        }
     }
 
     /// Re-mixes `at` (built by [`NodePrep::at`] from this node) for another level, reusing
