@@ -1,6 +1,6 @@
 //! The public entry points: `Engine` (a backend) and `Model` (a loaded network bound to it).
 //!
-//! Backend policy (DESIGN.md §3): a real GPU adapter if there is one; otherwise the fast CPU
+//! Backend policy: a real GPU adapter if there is one; otherwise the fast CPU
 //! executor, said in one line on stderr. `TUNABLE_BACKEND` forces a GPU backend (a software
 //! adapter too), `TUNABLE_CPU=1` forces the CPU.
 

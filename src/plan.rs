@@ -4,7 +4,7 @@
 //! Every level-dependent quantity of an op (conv weights, bias, per-channel scale/shift, the
 //! gains of a combine) is stored as a *mixed* array: `base` followed by `deltas` arrays of the
 //! same length, and evaluated as `base + sum_p c_p * delta_p`, where the coefficients
-//! `c_p = offset_p + sum_j gain_pj * level_j` are affine in the level vector (DESIGN.md §1).
+//! `c_p = offset_p + sum_j gain_pj * level_j` are affine in the level vector (docs/ARCHITECTURE.md).
 
 mod graph;
 mod validate;
