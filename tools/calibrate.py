@@ -5,7 +5,8 @@
 
 Protocol: the last 32 ids of the sorted CBSD432 list, center crops (--crop, default 192; 0 = full
 images, one at a time), noise N(0, sigma^2) on the 0..255 scale with a fixed seed per sigma (the same
-noise for every alpha; noisy input not clipped), output clipped to [0,255] and rounded, PSNR over all
+noise for every alpha; noisy input not clipped, or with --noise 8bit clipped to 0..255 and rounded as
+in a saved photo), output clipped to [0,255] and rounded, PSNR over all
 three channels per image, mean over images. The best alpha per sigma is the grid argmax refined by a
 parabola through its neighbours, then made non-decreasing in sigma (pool-adjacent-violators);
 `calibration` = [[sigma, alpha], ...] goes to levels[0].calibration via export.py --calib.
@@ -95,6 +96,8 @@ def main():
     ap.add_argument("--crop", type=int, default=192, help="center crop size; 0 = full images")
     ap.add_argument("--nval", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--noise", choices=["float", "8bit"], default="float",
+                    help="8bit: the noisy input clipped to 0..255 and rounded (what users' photos hold)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
     t0 = time.time()
@@ -113,7 +116,10 @@ def main():
 
     def noisy_for(sigma):
         g = torch.Generator().manual_seed(a.seed + int(round(sigma * 100)))
-        return [c + sigma * torch.randn(c.shape, generator=g) for c in clean]
+        noisy = [c + sigma * torch.randn(c.shape, generator=g) for c in clean]
+        if a.noise == "8bit":
+            noisy = [n.clamp(0, 255).round() for n in noisy]
+        return noisy
 
     table = []
     with torch.no_grad():
@@ -133,7 +139,7 @@ def main():
     raw = [refine(alphas, row) for row in table]
     mono = [float(np.clip(v, 0.0, a.alpha_max)) for v in isotonic(raw)]
     best_psnr = [max(r) for r in table]
-    res = {"family": cfg["family"], "ckpt": a.ckpt, "base": a.base or cfg.get("base"), "nval": len(clean), "crop": a.crop,
+    res = {"family": cfg["family"], "ckpt": a.ckpt, "base": a.base or cfg.get("base"), "nval": len(clean), "crop": a.crop, "noise": a.noise,
            "seed": a.seed, "sigmas": sigmas, "alphas": alphas, "psnr": table,
            "best_alpha_raw": raw, "best_psnr": best_psnr,
            "calibration": [[s, round(v, 4)] for s, v in zip(sigmas, mono)],
