@@ -3,11 +3,16 @@
 //! - Layout: activations are HWC with a zero border (`act`), so convs read their padding
 //!   from memory; the plan's CHW input and output are transposed at the ends.
 //! - Stride-1 3x3 convs with at least 8 input and output channels: Winograd F(4x4, 3x3)
-//!   (`winograd`), a quarter of the multiply-adds, filters transformed once per plan.
-//! - Every other conv: implicit GEMM, no im2col buffer (`conv`): a 2 x 6 AVX2 + FMA
-//!   micro-kernel (2 vectors of output channels x 6 pixels) over `k * k * cin` taps.
-//! - The epilogue (bias, scale/shift, activation, combine) is applied to the accumulators and
-//!   stored once. Depthwise, eltwise and (un)shuffle are plain vectorized loops (`simple`).
+//!   (`winograd`), a quarter of the multiply-adds, filters transformed once per plan
+//!   (`prep::winograd_filter`).
+//! - Every other conv: implicit GEMM, no im2col buffer (`conv`). Both run on one micro-kernel
+//!   (`microkernel`: 2 vectors of output channels x 6 pixels, AVX2 + FMA or portable).
+//! - The epilogue (bias, scale/shift, activation, combine) is written once over the `Lane8`
+//!   vectors (`epilogue`), applied to the accumulators and stored once, by both convs and
+//!   the depthwise conv. Depthwise, eltwise and (un)shuffle are plain vectorized loops
+//!   (`simple`).
+//! - Module order, no cycles: `prep` (plan-time layout) <- `epilogue` <- `microkernel` <-
+//!   `conv`, `winograd`; `simple` uses `epilogue`; `mod.rs` runs them.
 //! - rayon splits output rows (tile rows for Winograd); a portable kernel covers CPUs without
 //!   AVX2 + FMA ([`Kernel`]); `TUNABLE_FAST_PROFILE=1` prints per-node times on stderr.
 //!
@@ -32,6 +37,8 @@
 mod act;
 pub mod bench_net;
 mod conv;
+mod epilogue;
+mod microkernel;
 mod prep;
 mod simd;
 mod simple;

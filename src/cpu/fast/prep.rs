@@ -1,6 +1,8 @@
 //! Weights prepared once per plan (re-laid out for the kernels, base and deltas alike) and
 //! mixed per level (`base + sum_p c_p delta_p`, a few microseconds per op).
 
+pub(crate) mod winograd_filter;
+
 use crate::plan::{Activation, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op};
 
 /// Lanes of one SIMD vector (AVX2 f32); per-channel arrays are padded to a multiple of it.
@@ -235,7 +237,7 @@ impl ConvPrep {
             let n = c.weight_len();
             let data: Vec<f32> = (0..=p)
                 .flat_map(|a| {
-                    super::winograd::pack_filters(&c.weight[a * n..(a + 1) * n], cin, cout, &blocks)
+                    winograd_filter::pack_filters(&c.weight[a * n..(a + 1) * n], cin, cout, &blocks)
                 })
                 .collect();
             return ConvPrep {

@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::act::Act;
+use super::epilogue::{Ep, EpVec};
 use super::prep::LANES;
 use super::prep::{ActKind, DepthwiseAt, DepthwisePrep, EltwiseAt, EpilogueAt};
 use super::simd::Lane8;
@@ -36,34 +37,34 @@ macro_rules! multiversion {
 multiversion!(epilogue_row_mv, epilogue_row, (ep: &EpilogueAt, c: usize, row: &mut [f32], others: &[&[f32]]));
 multiversion!(eltwise_row_mv, eltwise_row, (e: &EltwiseAt, c: usize, a: &[f32], b: Option<&[f32]>, row: &mut [f32]));
 
-/// Applies bias, scale/shift, activation and combine to a row of `c`-channel pixels, in the
-/// reference's order. `others` are the combine tensors' rows at the same place.
+/// The conv epilogue ([`EpVec`]) on a row of `c`-channel pixels in place; `others` are the
+/// combine tensors' rows at the same place. On plain vectors (`[f32; 8]`, which the AVX2 build
+/// vectorizes too): their unfused multiply-adds keep the rounding this pass has always had.
 #[inline(always)]
 pub(crate) fn epilogue_row(ep: &EpilogueAt, c: usize, row: &mut [f32], others: &[&[f32]]) {
-    for px in row.chunks_exact_mut(c) {
-        for (y, &b) in px.iter_mut().zip(&ep.bias) {
-            *y += b;
-        }
-    }
-    if let Some((s, t)) = &ep.scale_shift {
-        for px in row.chunks_exact_mut(c) {
-            for ((y, &s), &t) in px.iter_mut().zip(s).zip(t) {
-                *y = *y * s + t;
+    let nother = others.len().min(2);
+    // SAFETY: the epilogue's arrays are padded to whole vectors; every load and store below
+    // covers the `n` valid channels of one pixel of `row` or of an `others` row.
+    let vectors: Vec<(usize, usize, EpVec<[f32; LANES]>)> = (0..c)
+        .step_by(LANES)
+        .map(|c0| {
+            let n = (c - c0).min(LANES);
+            (c0, n, unsafe {
+                EpVec::load(&Ep::new(ep, c0, n, nother), 0)
+            })
+        })
+        .collect();
+    for (p, px) in row.chunks_exact_mut(c).enumerate() {
+        for (c0, n, ev) in &vectors {
+            let mut op = [std::ptr::null(); 2];
+            for (q, o) in others.iter().take(nother).enumerate() {
+                op[q] = o[p * c + c0..].as_ptr();
             }
-        }
-    }
-    act_row(&ep.act, c, row);
-    if let Some((u, v)) = &ep.combine {
-        for (p, px) in row.chunks_exact_mut(c).enumerate() {
-            for (y, &u) in px.iter_mut().zip(u) {
-                *y *= u;
-            }
-            for (vi, o) in v.iter().zip(others) {
-                let o = &o[p * c..(p + 1) * c];
-                for ((y, &vv), &ov) in px.iter_mut().zip(vi).zip(o) {
-                    *y += vv * ov;
-                }
-            }
+            let at = px[*c0..].as_mut_ptr();
+            unsafe {
+                ev.apply(<[f32; LANES]>::load_upto(at, *n), &op, *n)
+                    .store_upto(at, *n)
+            };
         }
     }
 }

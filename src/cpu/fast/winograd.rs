@@ -3,7 +3,8 @@
 //! (Lavin & Gray 2016: `Y = A^T [(G g G^T) . (B^T d B)] A`).
 //!
 //! The filters are transformed once (in f64) when the plan is prepared, base and deltas alike
-//! (the transform is linear, so mixing for a level stays `U0 + sum_p c_p U_p`). A run works on
+//! (`prep::winograd_filter`: the transform is linear, so mixing for a level stays
+//! `U0 + sum_p c_p U_p`). A run works on
 //! one row of 4x4 tiles at a time (a rayon task), in chunks of tiles sized to stay in L2:
 //! 1. input transform of every tile's 6x6 patch into `V[tile][36][cin]`,
 //! 2. 36 small GEMMs `M[.][p] = V[.][p] U[p]` on the direct conv's 2x6 micro-kernel (K = cin),
@@ -18,64 +19,12 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::act::Act;
-use super::conv::{self, Ep, SyncPtr, Tile};
-use super::prep::{round_up, ActKind, Block, ConvAt, ConvPrep, EpilogueAt, LANES};
+use super::epilogue::{Ep, EpVec};
+use super::microkernel::{self, tile_pixels, SyncPtr, Tile};
+use super::prep::winograd_filter::{A, M, P};
+use super::prep::{round_up, ConvAt, ConvPrep, LANES};
 use super::simd::Lane8;
 use super::Kernel;
-
-/// Output tile side and input patch side.
-pub(crate) const M: usize = 4;
-pub(crate) const A: usize = 6;
-/// Transform-domain positions.
-pub(crate) const P: usize = A * A;
-
-/// `G` of F(4, 3).
-const G: [[f64; 3]; 6] = [
-    [1.0 / 4.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
-
-/// `U = G g G^T` of one row-major 3x3 filter, row-major 6x6.
-pub(crate) fn transform_filter(g: &[f32]) -> [f64; P] {
-    let mut t = [[0.0f64; 3]; 6];
-    for i in 0..6 {
-        for c in 0..3 {
-            t[i][c] = (0..3).map(|r| G[i][r] * g[r * 3 + c] as f64).sum();
-        }
-    }
-    let mut u = [0.0f64; P];
-    for i in 0..6 {
-        for j in 0..6 {
-            u[i * 6 + j] = (0..3).map(|c| t[i][c] * G[j][c]).sum();
-        }
-    }
-    u
-}
-
-/// Packs the transformed weights of one mixed array (`cout * cin * 9` values, PyTorch order)
-/// as `[p][block][ci][nv * LANES]` (zero in padded lanes).
-pub(crate) fn pack_filters(w: &[f32], cin: usize, cout: usize, blocks: &[Block]) -> Vec<f32> {
-    let stride = cin * round_up(cout, LANES);
-    let mut out = vec![0.0f32; P * stride];
-    for co in 0..cout {
-        let b = blocks
-            .iter()
-            .find(|b| co < (b.v0 + b.nv) * LANES)
-            .expect("blocks cover cout");
-        let (width, lane) = (b.nv * LANES, co - b.v0 * LANES);
-        for ci in 0..cin {
-            let u = transform_filter(&w[(co * cin + ci) * 9..][..9]);
-            for (p, &v) in u.iter().enumerate() {
-                out[p * stride + b.off + ci * width + lane] = v as f32;
-            }
-        }
-    }
-    out
-}
 
 /// `B^T d` of F(4, 3) on 6 values.
 #[inline(always)]
@@ -407,6 +356,46 @@ unsafe fn transform_out_avx2(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
     transform_out::<std::arch::x86_64::__m256>(j, mbuf, rows)
 }
 
+/// A tile's 6x6 input patch at `base` (row stride `rs`, `xc` channels per pixel), channels
+/// `v..v + n`; zero outside its stored `rows x cols` (all of it stored when `inside`).
+struct Patch {
+    base: *const f32,
+    rs: isize,
+    xc: usize,
+    v: usize,
+    n: usize,
+    inside: bool,
+    rows: usize,
+    cols: usize,
+}
+
+impl Patch {
+    /// `B^T d` of column `c`. Methods and plain loops here, not closures: a closure is compiled
+    /// without the caller's AVX2, and once LLVM declines to inline one every intrinsic in it
+    /// becomes a call (the whole net ran 4x slower).
+    #[inline(always)]
+    unsafe fn column<V: Lane8>(&self, c: usize) -> [V; A] {
+        let mut d = [V::zero(); A];
+        for (r, dr) in d.iter_mut().enumerate() {
+            if self.inside || (r < self.rows && c < self.cols) {
+                let at = r as isize * self.rs + (c * self.xc + self.v) as isize;
+                *dr = V::load_upto(self.base.offset(at), self.n);
+            }
+        }
+        bt(d)
+    }
+}
+
+/// One column of a tile's 6x6 `M`: 6 values starting at `m`, `A * cout8` apart.
+#[inline(always)]
+unsafe fn m_column<V: Lane8>(m: *const f32, cout8: usize) -> [V; A] {
+    let mut col = [V::zero(); A];
+    for (i, ci) in col.iter_mut().enumerate() {
+        *ci = V::load(m.add(i * A * cout8));
+    }
+    col
+}
+
 /// `V[p][t][ci] = (B^T d B)[p]` for the chunk's tiles.
 #[inline(always)]
 unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
@@ -429,16 +418,24 @@ unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
         for v in (0..cin).step_by(LANES) {
             let n = (cin - v).min(LANES);
             // Columns (B^T d), then rows; outside the stored area the patch is zero.
-            let cols_t: [[V; A]; A] = std::array::from_fn(|c| {
-                let at = |r: usize| {
-                    if inside || (r < rows && c < cols) {
-                        V::load_upto(base.offset(r as isize * rs + (c * x.c + v) as isize), n)
-                    } else {
-                        V::zero()
-                    }
-                };
-                bt([at(0), at(1), at(2), at(3), at(4), at(5)])
-            });
+            let p = Patch {
+                base,
+                rs,
+                xc: x.c,
+                v,
+                n,
+                inside,
+                rows,
+                cols,
+            };
+            let cols_t: [[V; A]; A] = [
+                p.column(0),
+                p.column(1),
+                p.column(2),
+                p.column(3),
+                p.column(4),
+                p.column(5),
+            ];
             for i in 0..A {
                 let row = bt([
                     cols_t[0][i],
@@ -473,12 +470,12 @@ unsafe fn gemm(
         .prep
         .blocks
         .iter()
-        .map(|b| j.nt.div_ceil(conv::tile_pixels(b.nv)))
+        .map(|b| j.nt.div_ceil(tile_pixels(b.nv)))
         .sum();
     pf.plan(P * groups);
     for p in 0..P {
         for b in &j.prep.blocks {
-            let tp = conv::tile_pixels(b.nv);
+            let tp = tile_pixels(b.nv);
             let mut t0 = 0;
             while t0 < j.nt {
                 // Spread the prefetches evenly over the micro-tiles (bursts stall).
@@ -495,62 +492,10 @@ unsafe fn gemm(
                     others: [std::ptr::null(); 2],
                 };
                 // V and M are padded to whole micro-tiles (12 tiles) and whole vectors.
-                conv::tile_raw(kernel, b.nv, &t, ep);
+                microkernel::tile_raw(kernel, b.nv, &t, ep);
                 t0 += tp;
             }
         }
-    }
-}
-
-/// The epilogue's vectors for channels `c0..c0 + 8`.
-struct EpVec<V> {
-    bias: V,
-    scale_shift: Option<(V, V)>,
-    /// 0 none, 1 relu, 2 prelu (with the slope).
-    act: (u8, V),
-    /// `u` and the gains of the combine tensors.
-    combine: Option<(V, [V; 2], usize)>,
-}
-
-impl<V: Lane8> EpVec<V> {
-    #[inline(always)]
-    unsafe fn new(e: &EpilogueAt, c0: usize, nother: usize) -> Self {
-        let ld = |v: &Vec<f32>| V::load(v.as_ptr().add(c0));
-        EpVec {
-            bias: ld(&e.bias),
-            scale_shift: e.scale_shift.as_ref().map(|(s, t)| (ld(s), ld(t))),
-            act: match &e.act {
-                ActKind::None => (0, V::zero()),
-                ActKind::Relu => (1, V::zero()),
-                ActKind::Prelu(s) => (2, ld(s)),
-            },
-            combine: e.combine.as_ref().map(|(u, v)| {
-                let n = v.len().min(nother);
-                let g = |i: usize| if i < n { ld(&v[i]) } else { V::zero() };
-                (ld(u), [g(0), g(1)], n)
-            }),
-        }
-    }
-
-    /// The epilogue of one vector; `others` are the combine tensors' values at its place.
-    #[inline(always)]
-    unsafe fn apply(&self, mut y: V, others: &[*const f32; 2], n: usize) -> V {
-        y = y.add(self.bias);
-        if let Some((s, t)) = self.scale_shift {
-            y = y.mul_add(s, t);
-        }
-        y = match self.act.0 {
-            1 => y.relu(),
-            2 => y.prelu(self.act.1),
-            _ => y,
-        };
-        if let Some((u, v, k)) = self.combine {
-            y = y.mul(u);
-            for q in 0..k {
-                y = v[q].mul_add(V::load_upto(others[q], n), y);
-            }
-        }
-        y
     }
 }
 
@@ -565,14 +510,20 @@ unsafe fn transform_out<V: Lane8>(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
     let yp = rows.as_mut_ptr();
     for c0 in (0..cout).step_by(LANES) {
         let n = (cout - c0).min(LANES);
-        let ep = EpVec::<V>::new(&j.at.ep, c0, others.len());
+        let ep = EpVec::<V>::load(&Ep::new(&j.at.ep, c0, n, others.len()), 0);
         for t in 0..j.nt {
             let tx = j.tx0 + t;
             // Columns (A^T m), then rows.
-            let cols_t: [[V; M]; A] = std::array::from_fn(|c| {
-                let at_p = |i: usize| V::load(mp.add((t * P + i * A + c) * cout8 + c0));
-                at([at_p(0), at_p(1), at_p(2), at_p(3), at_p(4), at_p(5)])
-            });
+            // Columns (A^T m), then rows.
+            let m0 = mp.add(t * P * cout8 + c0);
+            let cols_t: [[V; M]; A] = [
+                at(m_column(m0, cout8)),
+                at(m_column(m0.add(cout8), cout8)),
+                at(m_column(m0.add(2 * cout8), cout8)),
+                at(m_column(m0.add(3 * cout8), cout8)),
+                at(m_column(m0.add(4 * cout8), cout8)),
+                at(m_column(m0.add(5 * cout8), cout8)),
+            ];
             let ncols = (j.ow - tx * M).min(M);
             for r in 0..nrows {
                 let oy = j.ty * M + r;
