@@ -18,6 +18,8 @@ use super::microkernel::{tile, tile_pixels, SyncPtr, Tile};
 use super::prep::{Block, ConvAt, ConvPrep, LANES};
 use super::Kernel;
 
+/// Runs the conv of `prep` at level `at` from `x` (HWC, `cin` channels including a
+/// materialized noise channel, border >= k/2) into `y` (interior fully written).
 pub(crate) fn conv(
     prep: &ConvPrep,
     at: &ConvAt,

@@ -64,9 +64,6 @@ impl SyncPtr {
     }
 }
 
-/// Runs the conv of `prep` at level `at` from `x` (HWC, `cin` channels including a
-/// materialized noise channel, border >= k/2) into `y` (interior fully written).
-
 /// Runs one micro-tile on the selected kernel.
 /// `fits_full`: computing all `tile_pixels(nv)` pixels reads inside the input buffer.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
