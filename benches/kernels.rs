@@ -176,6 +176,9 @@ impl Runner for FastPlan {
     }
 }
 
+/// A backend's name and its chain-of-one and chain-of-N runners.
+type Row = (String, Box<dyn Runner>, Box<dyn Runner>);
+
 fn median_ms(r: &dyn Runner, x: &Tensor, level: &LevelVec, reps: usize) -> f64 {
     r.run(x, level); // first run: pipelines, buffers, packing
     let mut t: Vec<f64> = (0..reps)
@@ -230,7 +233,7 @@ fn main() {
             let one = chain(&case, 1);
             let many = chain(&case, n);
             let want = reference::run_plan(&one, &level, &x);
-            let mut rows: Vec<(String, Box<dyn Runner>, Box<dyn Runner>)> = vec![];
+            let mut rows: Vec<Row> = vec![];
             if let (Some(ctx), Some(name)) = (&gpu, &gpu_name) {
                 let a = GpuPlan::new(ctx.clone(), &one).expect("GPU plan");
                 let b = GpuPlan::new(ctx.clone(), &many).expect("GPU plan");
