@@ -33,5 +33,5 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNK
     cargo rustc --lib --release --target wasm32-unknown-unknown --no-default-features \
     --features web --crate-type cdylib
 wasm-bindgen --target web --no-typescript --out-dir tools/web/pkg --out-name tunable \
-    target/wasm32-unknown-unknown/release/tunable.wasm
+    "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/tunable.wasm"
 echo "build.sh: built tools/web/pkg/ ($(du -h tools/web/pkg/tunable_bg.wasm | cut -f1) of wasm)"
