@@ -174,7 +174,7 @@ function compare(webRgba, ref) {
 function tunableBin() {
   if (process.env.TUNABLE_BIN) return process.env.TUNABLE_BIN;
   execFileSync("cargo", ["build", "--release", "--bin", "tunable"], { cwd: ROOT, stdio: "inherit" });
-  return join(ROOT, "target", "release", "tunable");
+  return join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "release", "tunable");
 }
 
 // `tunable --backend reference restore` of the pictures at `level`: decoded outputs by name.
