@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use tunable::cpu::fast::{bench_net, FastOptions, FastPlan, Winograd};
 use tunable::plan::{LevelVec, Plan};
 use tunable::tensor::{Shape, Tensor};
+use tunable::testing::cpu::fast::{bench_net, FastOptions, FastPlan, Winograd};
 
 const CHANNELS: usize = 48;
 const BLOCKS: usize = 8;

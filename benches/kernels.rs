@@ -15,13 +15,13 @@
 
 use std::time::Instant;
 
-use tunable::cpu::fast::FastPlan;
-use tunable::cpu::reference;
-use tunable::gpu::{GpuContext, GpuPlan};
 use tunable::plan::{
     Activation, Affine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op, Plan,
 };
 use tunable::tensor::{Shape, Tensor};
+use tunable::testing::cpu::fast::FastPlan;
+use tunable::testing::cpu::reference;
+use tunable::testing::gpu::{GpuContext, GpuPlan};
 
 /// (adapter name contains, fp32 TFLOP/s, memory TB/s): published figures.
 const PEAKS: &[(&str, f64, f64)] = &[("H200", 66.9, 4.8), ("H100", 66.9, 3.35)];

@@ -8,12 +8,24 @@
 //! out.save("out.png")?;
 //! # Ok::<(), tunable::Error>(())
 //! ```
+//!
+//! The API: [`Engine`] (an executor: a GPU through wgpu, the fast CPU executor or the reference),
+//! [`Model`] (a loaded model file, run at any [`Level`]), [`Image`], [`Error`], the model file's
+//! types in [`model`], the op graph every model lowers to in [`plan`] (with [`tensor`]), and the
+//! helpers [`estimate`] (blind noise level), [`metrics`] (PSNR, SSIM) and [`noise`] (seeded noise).
+//! The executors' internals are not part of it: `testing` reaches them for the crate's own tests,
+//! benches and `tunable info`.
+
+// The executors: reached from outside only through `testing`.
+#[doc(hidden)]
 pub mod cpu;
-pub mod engine;
-pub mod error;
+#[doc(hidden)]
 pub mod gpu;
-pub mod image;
-pub mod level;
+
+mod engine;
+mod error;
+mod image;
+mod level;
 pub mod model;
 pub mod plan;
 pub mod tensor;
@@ -27,7 +39,7 @@ pub mod web;
 /// iced each pin their own wgpu; pick a `tunable` built on the same major).
 pub use wgpu;
 
-pub use engine::{BackendChoice, Engine, EngineOptions, Model};
+pub use engine::{BackendChoice, Engine, EngineOptions, Model, Progress};
 pub use error::{Error, Result};
 pub use image::Image;
 pub use level::Level;
@@ -35,3 +47,13 @@ pub use model::Lowering;
 pub mod estimate;
 pub mod metrics;
 pub mod noise;
+
+/// Internals for the crate's own tests, benches and `tunable info`; not part of the API and not
+/// stable.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::cpu;
+    pub use crate::engine::{crop, pad_reflect};
+    pub use crate::gpu;
+    pub use crate::image::{temp_path_for, MAX_PIXELS};
+}

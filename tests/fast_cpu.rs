@@ -15,13 +15,13 @@ mod common;
 use common::plan::node;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tunable::cpu::fast::{bench_net, FastOptions, FastPlan, Kernel, Winograd};
-use tunable::cpu::reference;
 use tunable::plan::{
     conv_out_dim, Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix,
     Node, Op, Plan, MAX_AXES,
 };
 use tunable::tensor::{Shape, Tensor};
+use tunable::testing::cpu::fast::{bench_net, FastOptions, FastPlan, Kernel, Winograd};
+use tunable::testing::cpu::reference;
 use tunable::Error;
 
 // ---------------------------------------------------------------------------------------------

@@ -210,8 +210,8 @@ fn odd_size_is_reflect_padded() {
     let lv = m.level_vec(&Level::sigma(25.0)).unwrap();
     let x = ramp(3, 13, 9);
     let got = m.run_tensor(&x, &lv, &|_, _| {}).unwrap();
-    let padded = tunable::engine::pad_reflect(&x, 14, 10);
-    let want = tunable::engine::crop(&m.run_plan(&padded, &lv).unwrap(), 0, 0, 13, 9, 3);
+    let padded = tunable::testing::pad_reflect(&x, 14, 10);
+    let want = tunable::testing::crop(&m.run_plan(&padded, &lv).unwrap(), 0, 0, 13, 9, 3);
     assert_eq!(got.data, want.data);
 }
 
@@ -242,7 +242,7 @@ fn pad_reflect_sources() {
             .map(|i| (1000 * (i / (h * w)) + 100 * (i / w % h) + i % w) as f32)
             .collect();
         let t = Tensor::from_vec(Shape::new(2, h, w), data);
-        let p = tunable::engine::pad_reflect(&t, ph, pw);
+        let p = tunable::testing::pad_reflect(&t, ph, pw);
         for ch in 0..2 {
             for (y, &sy) in rows.iter().enumerate() {
                 for (x, &sx) in cols.iter().enumerate() {

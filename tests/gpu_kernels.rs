@@ -1,4 +1,4 @@
-//! Every WGSL kernel against its CPU twin in `tunable::cpu::reference` (the oracle), on random
+//! Every WGSL kernel against its CPU twin in `tunable::testing::cpu::reference` (the oracle), on random
 //! shapes and weights. All GPU tests live in this one binary and share one context.
 //! Without an adapter they print a skip message; with TUNABLE_REQUIRE_GPU=1 they fail.
 //! `cargo test --release --test gpu_kernels -- --nocapture` prints the largest differences.
@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use common::gpu::*;
 use common::plan::node;
-use tunable::cpu::reference;
-use tunable::gpu::kernels::EpFlags;
-use tunable::gpu::{self as g, GpuContext, GpuPlan};
 use tunable::plan::{Activation, Op, Plan, Shape};
 use tunable::tensor::Tensor;
+use tunable::testing::cpu::reference;
+use tunable::testing::gpu::kernels::EpFlags;
+use tunable::testing::gpu::{self as g, GpuContext, GpuPlan};
 use tunable::Error;
 
 const NO_EP: EpFlags = EpFlags {

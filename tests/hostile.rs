@@ -10,10 +10,10 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::json;
 use support::ModelBuilder;
-use tunable::cpu::fast::{bench_net, FastPlan};
-use tunable::gpu::GpuPlan;
 use tunable::plan::Shape;
 use tunable::tensor::Tensor;
+use tunable::testing::cpu::fast::{bench_net, FastPlan};
+use tunable::testing::gpu::GpuPlan;
 use tunable::{Engine, Error, Image, Level, Lowering, Model};
 
 fn gradient(w: usize, h: usize, c: usize) -> Image {
@@ -303,7 +303,7 @@ fn saving_replaces_what_a_crashed_save_left() {
     let img = gradient(12, 9, 3);
     for name in ["out.png", "out.jpg", "out.tif"] {
         let path = dir.join(name);
-        let tmp = tunable::image::temp_path_for(&path);
+        let tmp = tunable::testing::temp_path_for(&path);
         assert_eq!(tmp, dir.join(format!(".{name}.tmp")));
         std::fs::write(&tmp, vec![0u8; 4096]).unwrap(); // what a killed save left
         img.save(&path).unwrap();

@@ -5,7 +5,7 @@
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use rayon::prelude::*;
-use tunable::gpu::kernels::Kernel;
+use tunable::testing::gpu::kernels::Kernel;
 
 fn check(kernel: &Kernel) -> Result<(), String> {
     let src = kernel.source();

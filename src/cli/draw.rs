@@ -518,9 +518,9 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
 
 /// Writes a temporary file beside `path` and renames it over `path`: a failure never leaves a
 /// partial file behind, and the temporary name is the same on every write
-/// ([`tunable::image::temp_path_for`]), so what a crash leaves is replaced by the next write.
+/// ([`tunable::testing::temp_path_for`]), so what a crash leaves is replaced by the next write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tunable::image::temp_path_for(path);
+    let tmp = tunable::testing::temp_path_for(path);
     if let Err(e) = std::fs::write(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);
         return Err(format!("{}: cannot write: {e}", path.display()).into());
@@ -602,7 +602,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("sheet.png");
         // A crash between writing the temporary file and renaming it leaves this behind.
-        std::fs::write(tunable::image::temp_path_for(&out), b"partial").unwrap();
+        std::fs::write(tunable::testing::temp_path_for(&out), b"partial").unwrap();
         write_atomic(&out, b"whole").unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"whole");
         let names: Vec<String> = std::fs::read_dir(&dir)

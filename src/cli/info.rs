@@ -1,10 +1,10 @@
 //! `tunable info`: the adapter, its backend and limits, and a conv run on GPU and CPU.
 
-use tunable::cpu::reference;
-use tunable::gpu::{GpuContext, GpuOptions};
 use tunable::noise::Rng;
 use tunable::plan::{Activation, Affine, Conv2d, Epilogue, Mix, Node, Op};
 use tunable::tensor::{Shape, Tensor};
+use tunable::testing::cpu::reference;
+use tunable::testing::gpu::{GpuContext, GpuOptions};
 
 use super::{anyhow_like::Result, Ctx};
 
@@ -58,7 +58,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let x = Tensor::from_vec(Shape::new(cin, 31, 33), r(cin * 31 * 33));
     let level = [0.37, 0.0, 0.0, 0.0];
     let t = std::time::Instant::now();
-    let on_gpu = tunable::gpu::run_node(&gpu, &node, &level, &x, &[])?;
+    let on_gpu = tunable::testing::gpu::run_node(&gpu, &node, &level, &x, &[])?;
     let gpu_ms = t.elapsed().as_secs_f64() * 1e3;
     let on_cpu = reference::run_node(&node, &level, &x, &[]);
     println!(

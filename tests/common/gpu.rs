@@ -4,13 +4,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tunable::gpu::kernels::EpFlags;
-use tunable::gpu::GpuContext;
 use tunable::plan::{
     Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Shape,
     MAX_AXES,
 };
 use tunable::tensor::Tensor;
+use tunable::testing::gpu::kernels::EpFlags;
+use tunable::testing::gpu::GpuContext;
 
 /// The one GPU context of this test binary (lavapipe is happier with one device), or None
 /// with a skip message; with TUNABLE_REQUIRE_GPU=1 a missing adapter fails the test.

@@ -1,7 +1,7 @@
 //! One module per GPU op family, each beside the WGSL it drives: its kernel choice, its weight
 //! re-layout, its uniform (a named `#[repr(C)]` struct with the field names of the WGSL
-//! struct it is read as) and its launches. The plan executor (`exec`) only sees [`GpuOp`] and
-//! the [`Launch`]es it makes.
+//! struct it is read as) and its launches. The plan executor (`exec`) only sees `GpuOp` and
+//! the `Launch`es it makes.
 //!
 //! Every uniform starts with a [`Dispatch`] (filled in per dispatch piece when a grid is split
 //! over the workgroup limit); the shared parts ([`LevelMix`], [`EpOffsets`]) have the same
