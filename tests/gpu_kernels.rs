@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use common::gpu::*;
 use common::plan::node;
-use tunable::plan::{Activation, Op, Plan, Shape};
+use tunable::plan::{Activation, Op, Plan};
+use tunable::tensor::Shape;
 use tunable::tensor::Tensor;
 use tunable::testing::cpu::reference;
 use tunable::testing::gpu::kernels::EpFlags;

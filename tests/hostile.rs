@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::json;
 use support::ModelBuilder;
-use tunable::plan::Shape;
+use tunable::tensor::Shape;
 use tunable::tensor::Tensor;
 use tunable::testing::cpu::fast::{bench_net, FastPlan};
 use tunable::testing::gpu::GpuPlan;

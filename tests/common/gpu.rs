@@ -5,10 +5,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tunable::plan::{
-    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Shape,
-    MAX_AXES,
+    Activation, Affine, Combine, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, MAX_AXES,
 };
-use tunable::tensor::Tensor;
+use tunable::tensor::{Shape, Tensor};
 use tunable::testing::gpu::kernels::EpFlags;
 use tunable::testing::gpu::GpuContext;
 
