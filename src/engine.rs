@@ -355,6 +355,14 @@ impl Model {
         level: Level,
         progress: Progress,
     ) -> Result<Image> {
+        let (input, lv) = self.image_input(image, &level)?;
+        let out = self.run_tensor(&input, &lv, progress)?;
+        self.image_output(image, out, &level)
+    }
+
+    /// The network's input for a picture: its channels checked, values divided by the model's
+    /// value scale; and the level resolved. Shared by `run` and `run_async`.
+    pub(crate) fn image_input(&self, image: &Image, level: &Level) -> Result<(Tensor, LevelVec)> {
         if image.channels() != self.spec.in_channels {
             return Err(Error::Image(format!(
                 "the image has {} color channel(s), the model '{}' takes {}",
@@ -363,11 +371,16 @@ impl Model {
                 self.spec.in_channels
             )));
         }
-        let lv = self.level_vec(&level)?;
+        let lv = self.level_vec(level)?;
+        Ok((image.to_tensor(self.spec.value_scale), lv))
+    }
+
+    /// The picture for a network output: values scaled back, checked finite, alpha and bit
+    /// depth taken from `image`.
+    pub(crate) fn image_output(&self, image: &Image, out: Tensor, level: &Level) -> Result<Image> {
         let scale = self.spec.value_scale;
-        let out = self.run_tensor(&image.to_tensor(scale), &lv, progress)?;
         let planes: Vec<f32> = out.data.into_iter().map(|v| v * scale).collect();
-        check_finite(&planes, &level)?;
+        check_finite(&planes, level)?;
         image.with_planes(planes)
     }
 
@@ -416,40 +429,34 @@ impl Model {
     }
 
     fn run_tiled(&self, input: &Tensor, level: &LevelVec, progress: Progress) -> Result<Tensor> {
-        let Shape { c, h, w } = input.shape;
-        let m = self.plan.size_multiple();
-        let tile = (self.max_tile / m).max(1) * m;
-        if h <= tile && w <= tile {
+        let tiles = self.tiles(input.shape);
+        if tiles.is_single() {
             let out = self.run_plan(input, level)?;
             same_shape(input, &out)?;
             progress(1, 1);
             return Ok(out);
         }
-        // Halo: the receptive radius rounded up so tile origins stay aligned to `m`.
-        let halo = self.plan.receptive_radius().div_ceil(m) * m;
-        let (ty, tx) = (h.div_ceil(tile), w.div_ceil(tile));
-        let mut out = Tensor::zeros(Shape::new(c, h, w));
-        for (i, (by, bx)) in (0..ty)
-            .flat_map(|y| (0..tx).map(move |x| (y, x)))
-            .enumerate()
-        {
-            let (y0, x0) = (by * tile, bx * tile);
-            let (y1, x1) = ((y0 + tile).min(h), (x0 + tile).min(w));
-            let (sy, sx) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
-            let (ey, ex) = ((y1 + halo).min(h), (x1 + halo).min(w));
-            let piece = crop(input, sy, sx, ey - sy, ex - sx, c);
+        let mut out = Tensor::zeros(input.shape);
+        let pieces = tiles.pieces();
+        for (i, p) in pieces.iter().enumerate() {
+            let piece = p.crop(input);
             let res = self.run_plan(&piece, level)?;
             same_shape(&piece, &res)?;
-            for ch in 0..c {
-                for y in y0..y1 {
-                    let src = (ch * (ey - sy) + (y - sy)) * (ex - sx) + (x0 - sx);
-                    let dst = (ch * h + y) * w + x0;
-                    out.data[dst..dst + (x1 - x0)].copy_from_slice(&res.data[src..src + (x1 - x0)]);
-                }
-            }
-            progress(i + 1, ty * tx);
+            p.paste(&res, &mut out);
+            progress(i + 1, pieces.len());
         }
         Ok(out)
+    }
+
+    /// How a padded input of this shape is cut into tiles (shared by `run` and `run_async`).
+    pub(crate) fn tiles(&self, shape: Shape) -> Tiles {
+        let m = self.plan.size_multiple();
+        Tiles {
+            shape,
+            tile: (self.max_tile / m).max(1) * m,
+            // The receptive radius rounded up so tile origins stay aligned to `m`.
+            halo: self.plan.receptive_radius().div_ceil(m) * m,
+        }
     }
 
     /// Runs the plan once on a tensor whose size the network accepts as is.
@@ -469,7 +476,91 @@ impl Model {
 
 /// The network's output must have its input's size (checked at load; here so that a plan
 /// that breaks it is an error, not an out-of-bounds copy).
-fn same_shape(input: &Tensor, out: &Tensor) -> Result<()> {
+/// Tiles of `tile` x `tile` pixels over `shape`, each run with a `halo` of context.
+pub(crate) struct Tiles {
+    shape: Shape,
+    tile: usize,
+    halo: usize,
+}
+
+impl Tiles {
+    /// The whole input fits one tile: no cutting.
+    pub(crate) fn is_single(&self) -> bool {
+        self.shape.h <= self.tile && self.shape.w <= self.tile
+    }
+
+    /// The tiles in row-major order.
+    pub(crate) fn pieces(&self) -> Vec<TilePiece> {
+        let Shape { c, h, w } = self.shape;
+        let (t, halo) = (self.tile, self.halo);
+        let mut out = vec![];
+        for y0 in (0..h).step_by(t) {
+            for x0 in (0..w).step_by(t) {
+                let (y1, x1) = ((y0 + t).min(h), (x0 + t).min(w));
+                let (sy, sx) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
+                let (ey, ex) = ((y1 + halo).min(h), (x1 + halo).min(w));
+                out.push(TilePiece {
+                    c,
+                    h,
+                    w,
+                    y0,
+                    y1,
+                    x0,
+                    x1,
+                    sy,
+                    sx,
+                    ey,
+                    ex,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// One tile: the rows/columns it owns (`y0..y1`, `x0..x1`) and the ones it reads (`sy..ey`,
+/// `sx..ex`, the halo included) in a `c x h x w` tensor.
+pub(crate) struct TilePiece {
+    c: usize,
+    h: usize,
+    w: usize,
+    y0: usize,
+    y1: usize,
+    x0: usize,
+    x1: usize,
+    sy: usize,
+    sx: usize,
+    ey: usize,
+    ex: usize,
+}
+
+impl TilePiece {
+    /// The input the tile reads.
+    pub(crate) fn crop(&self, input: &Tensor) -> Tensor {
+        crop(
+            input,
+            self.sy,
+            self.sx,
+            self.ey - self.sy,
+            self.ex - self.sx,
+            self.c,
+        )
+    }
+
+    /// Copies the part of `res` (the output of `crop`'s piece) this tile owns into `out`.
+    pub(crate) fn paste(&self, res: &Tensor, out: &mut Tensor) {
+        let (pw, n) = (self.ex - self.sx, self.x1 - self.x0);
+        for ch in 0..self.c {
+            for y in self.y0..self.y1 {
+                let src = (ch * (self.ey - self.sy) + (y - self.sy)) * pw + (self.x0 - self.sx);
+                let dst = (ch * self.h + y) * self.w + self.x0;
+                out.data[dst..dst + n].copy_from_slice(&res.data[src..src + n]);
+            }
+        }
+    }
+}
+
+pub(crate) fn same_shape(input: &Tensor, out: &Tensor) -> Result<()> {
     let (i, o) = (input.shape, out.shape);
     if (i.h, i.w) != (o.h, o.w) || out.data.len() != o.len() {
         return Err(Error::Shape(format!(

@@ -2,8 +2,8 @@
 //! awaited: `GpuPlan::run_async`, src/gpu/readback.rs), for the browser, where `run` cannot wait.
 //! The padding and tiling are those of `Model::run_tensor`, with an awaited run per tile.
 
-use super::{check_finite, crop, pad_reflect, Exec, Model};
-use crate::error::{Error, Result};
+use super::{check_finite, crop, pad_reflect, same_shape, Exec, Model};
+use crate::error::Result;
 use crate::gpu::GpuPlan;
 use crate::image::Image;
 use crate::level::Level;
@@ -28,22 +28,9 @@ impl Model {
         let Exec::Gpu(gpu) = &self.exec else {
             return self.run(image, level);
         };
-        if image.channels() != self.spec.in_channels {
-            return Err(Error::Image(format!(
-                "the image has {} color channel(s), the model '{}' takes {}",
-                image.channels(),
-                self.spec.name,
-                self.spec.in_channels
-            )));
-        }
-        let lv = self.level_vec(&level)?;
-        let scale = self.spec.value_scale;
-        let out = self
-            .run_tensor_async(gpu, &image.to_tensor(scale), &lv)
-            .await?;
-        let planes: Vec<f32> = out.data.into_iter().map(|v| v * scale).collect();
-        check_finite(&planes, &level)?;
-        image.with_planes(planes)
+        let (input, lv) = self.image_input(image, &level)?;
+        let out = self.run_tensor_async(gpu, &input, &lv).await?;
+        self.image_output(image, out, &level)
     }
 
     /// `run_tensor` with awaited GPU runs: mirror-pads to the size multiple, tiles with a halo
@@ -73,30 +60,14 @@ impl Model {
         input: &Tensor,
         level: &LevelVec,
     ) -> Result<Tensor> {
-        let Shape { c, h, w } = input.shape;
-        let m = self.plan.size_multiple();
-        let tile = (self.max_tile / m).max(1) * m;
-        if h <= tile && w <= tile {
+        let tiles = self.tiles(input.shape);
+        if tiles.is_single() {
             return self.run_piece_async(gpu, input, level).await;
         }
-        let halo = self.plan.receptive_radius().div_ceil(m) * m;
-        let mut out = Tensor::zeros(Shape::new(c, h, w));
-        for y0 in (0..h).step_by(tile) {
-            for x0 in (0..w).step_by(tile) {
-                let (y1, x1) = ((y0 + tile).min(h), (x0 + tile).min(w));
-                let (sy, sx) = (y0.saturating_sub(halo), x0.saturating_sub(halo));
-                let (ey, ex) = ((y1 + halo).min(h), (x1 + halo).min(w));
-                let piece = crop(input, sy, sx, ey - sy, ex - sx, c);
-                let res = self.run_piece_async(gpu, &piece, level).await?;
-                for ch in 0..c {
-                    for y in y0..y1 {
-                        let src = (ch * (ey - sy) + (y - sy)) * (ex - sx) + (x0 - sx);
-                        let dst = (ch * h + y) * w + x0;
-                        out.data[dst..dst + (x1 - x0)]
-                            .copy_from_slice(&res.data[src..src + (x1 - x0)]);
-                    }
-                }
-            }
+        let mut out = Tensor::zeros(input.shape);
+        for p in tiles.pieces() {
+            let res = self.run_piece_async(gpu, &p.crop(input), level).await?;
+            p.paste(&res, &mut out);
         }
         Ok(out)
     }
@@ -110,13 +81,7 @@ impl Model {
     ) -> Result<Tensor> {
         self.plan.shapes(input.shape.h, input.shape.w)?;
         let out = gpu.run_async(input, level).await?;
-        let (i, o) = (input.shape, out.shape);
-        if (i.h, i.w) != (o.h, o.w) {
-            return Err(Error::Shape(format!(
-                "the network maps {}x{} to {}x{}",
-                i.w, i.h, o.w, o.h
-            )));
-        }
+        same_shape(input, &out)?;
         Ok(out)
     }
 }
