@@ -31,8 +31,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 import torch
@@ -41,6 +39,7 @@ from safetensors.numpy import load_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import bench_peers  # noqa: E402
 import nets  # noqa: E402
 
 PLAIN = os.path.join(ROOT, "weights", "denoise-plain-sigma20-color.safetensors")
@@ -110,13 +109,8 @@ class NcnnNet:
 
 
 def time_fn(fn, runs):
-    fn()
-    fn()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
+    """(median, best) seconds of `runs` timed calls after two untimed ones (bench_peers' timer)."""
+    ts = bench_peers.time_fn(fn, runs)
     return statistics.median(ts), min(ts)
 
 

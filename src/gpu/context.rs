@@ -767,6 +767,17 @@ impl GpuContext {
             }
         };
         status.map_err(|e| fail(e.to_string()))?;
+        self.take_mapped(staging, size, &fail)
+    }
+
+    /// The first `size` bytes of a mapped staging buffer as f32s; unmaps it (shared by the
+    /// blocking and the awaited read-back).
+    pub(crate) fn take_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        fail: &dyn Fn(String) -> Error,
+    ) -> Result<Vec<f32>> {
         let out = {
             let view = staging
                 .get_mapped_range(0..size)

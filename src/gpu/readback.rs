@@ -153,15 +153,7 @@ pub(crate) async fn map_read_async(
         })
     };
     status.map_err(|e| fail(e.to_string()))?;
-    let out = {
-        let view = staging
-            .get_mapped_range(0..size)
-            .map_err(|e| fail(e.to_string()))?;
-        bytemuck::pod_collect_to_vec::<u8, f32>(&view)
-    };
-    staging.unmap();
-    ctx.check()?;
-    Ok(out)
+    ctx.take_mapped(staging, size, &fail)
 }
 
 impl GpuPlan {
