@@ -18,6 +18,7 @@ use crate::plan::{FtnParams, LevelVec, Plan, Shape};
 use crate::tensor::Tensor;
 
 /// `Model::run_async` (src/engine/nonblocking.rs).
+mod encode;
 mod nonblocking;
 
 /// Which executor runs the models of an engine.

@@ -7,6 +7,7 @@
 //! `c_p = offset_p + sum_j gain_pj * level_j` are affine in the level vector (docs/ARCHITECTURE.md).
 
 mod graph;
+mod split;
 mod validate;
 
 pub use graph::{

@@ -1,15 +1,15 @@
 //! The `tunable` binary driven as a user would: restore, sweep, demo, models, and its errors.
-//! Images and models are made in the test (a small DNI model from `support::ModelBuilder`), so
+//! Images and models are made in the test (a small DNI model from `harness::models::ModelBuilder`), so
 //! nothing depends on the trained default model, except the one test that says it is skipped
 //! when the binary was built without it.
 
-mod support;
+mod harness;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::ModelBuilder;
+use harness::models::ModelBuilder;
 
 /// A fresh, empty folder for one test.
 fn tmpdir(name: &str) -> PathBuf {

@@ -8,93 +8,14 @@
 //! GPU: skipped (with a message) when there is no adapter, unless `TUNABLE_REQUIRE_GPU=1`.
 //! Inputs are generated; no dataset image is read.
 
-mod support;
+mod harness;
 
-use std::sync::{Mutex, MutexGuard};
-
-use support::ModelBuilder;
+use harness::app::{app_adapter, engine_on};
+use harness::images::{max_diff, textured};
+use harness::models::ModelBuilder;
+use harness::serial;
 use tunable::wgpu;
 use tunable::{Engine, Error, Image, Level, Lowering, Model};
-
-fn require_gpu() -> bool {
-    std::env::var("TUNABLE_REQUIRE_GPU").is_ok_and(|v| v == "1")
-}
-
-/// One test at a time: each creates devices of its own, and lavapipe is happier with few.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The adapter an application would pick (its own instance, its own request), or None with a
-/// skip message; with TUNABLE_REQUIRE_GPU=1 a missing adapter fails the test.
-fn app_adapter() -> Option<wgpu::Adapter> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    match pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        ..Default::default()
-    })) {
-        Ok(a) => {
-            let i = a.get_info();
-            eprintln!(
-                "app adapter: {} ({:?}, {:?})",
-                i.name, i.backend, i.device_type
-            );
-            Some(a)
-        }
-        Err(e) => {
-            if require_gpu() {
-                panic!("TUNABLE_REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("skipping: no GPU adapter ({e})");
-            None
-        }
-    }
-}
-
-/// The app's device, created with exactly `limits` and no feature.
-fn app_device(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> (wgpu::Device, wgpu::Queue) {
-    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("the app's device"),
-        required_features: wgpu::Features::empty(),
-        required_limits: limits,
-        experimental_features: wgpu::ExperimentalFeatures::disabled(),
-        memory_hints: wgpu::MemoryHints::default(),
-        trace: wgpu::Trace::Off,
-    }))
-    .expect("the adapter gives a device with these limits")
-}
-
-fn engine_on(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> tunable::Result<Engine> {
-    let (device, queue) = app_device(adapter, limits);
-    Engine::from_wgpu(adapter, device, queue)
-}
-
-/// The downlevel defaults (GLES 3.1 class) with the 6 storage buffers per shader stage the
-/// kernels bind (the downlevel default is 4).
-fn downlevel_with_six_storage_buffers() -> wgpu::Limits {
-    wgpu::Limits {
-        max_storage_buffers_per_shader_stage: 6,
-        ..wgpu::Limits::downlevel_defaults()
-    }
-}
-
-fn textured(w: usize, h: usize, c: usize, seed: u64) -> Image {
-    let mut rng = tunable::noise::Rng::new(seed);
-    let planes = (0..w * h * c)
-        .map(|i| ((i % w) as f32 * 3.0 + (rng.normal() * 40.0) as f32).rem_euclid(255.0))
-        .collect();
-    Image::from_planes(w, h, c, planes).unwrap()
-}
-
-fn max_diff(a: &Image, b: &Image) -> f32 {
-    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
-    a.planes()
-        .iter()
-        .zip(b.planes())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max)
-}
 
 /// GPU (f32, other summation order) against the reference, on the 0..255 scale: 1e-2 is 4e-5
 /// relative, far below one 8-bit step.
@@ -158,22 +79,25 @@ fn app_device_with_webgpu_default_limits_matches_the_reference() {
 }
 
 #[test]
-fn downlevel_default_limits_are_refused_naming_the_storage_buffer_limit() {
+fn a_device_without_compute_limits_is_refused_naming_each_missing_limit() {
     let _g = serial();
     let Some(adapter) = app_adapter() else { return };
-    // The downlevel defaults allow 4 storage buffers per shader stage; the kernels bind 6.
-    match engine_on(&adapter, wgpu::Limits::downlevel_defaults()) {
+    // WebGL2's defaults: no storage buffers and no compute workgroups at all.
+    match engine_on(&adapter, wgpu::Limits::downlevel_webgl2_defaults()) {
         Err(Error::DeviceLimits(m)) => {
-            println!("[downlevel] {m}");
-            assert!(
-                m.contains("max_storage_buffers_per_shader_stage = 4 (need 6)"),
-                "{m}"
-            );
+            println!("[webgl2 limits] {m}");
+            for missing in [
+                "max_storage_buffers_per_shader_stage = 0 (need 4)",
+                "max_compute_invocations_per_workgroup = 0 (need 256)",
+                "max_compute_workgroup_storage_size = 0 (need 16352)",
+            ] {
+                assert!(m.contains(missing), "{missing} not in: {m}");
+            }
             // Only what is missing is named.
-            assert!(!m.contains("workgroup"), "{m}");
+            assert!(!m.contains("max_bind_groups"), "{m}");
         }
         Err(e) => panic!("expected Error::DeviceLimits, got {e}"),
-        Ok(_) => panic!("a device with 4 storage buffers per stage was accepted"),
+        Ok(_) => panic!("a device without compute limits was accepted"),
     }
 }
 
@@ -187,9 +111,14 @@ fn downlevel_limits_run_a_512x512_image_within_their_bindings() {
         .run(&img, Level::alpha(0.4))
         .unwrap();
 
-    // Downlevel limits as they are (128 MiB bindings, 16 KiB uniforms, 16,352 B of workgroup
-    // memory), with the 6 storage buffers the kernels bind.
-    let engine = engine_on(&adapter, downlevel_with_six_storage_buffers()).unwrap();
+    // The model's residual adds are combines (a conv reading another tensor): fused, they bind
+    // 5 storage buffers, one more than the downlevel defaults allow.
+    let model = load(&Engine::reference(), &bytes);
+    assert!(model.plan().nodes.iter().any(|n| !n.others.is_empty()));
+
+    // The smallest limits wgpu allows for compute, as they are: 4 storage buffers per stage,
+    // 128 MiB bindings, 16 KiB uniforms, 16,352 B of workgroup memory.
+    let engine = engine_on(&adapter, wgpu::Limits::downlevel_defaults()).unwrap();
     let got = load(&engine, &bytes).run(&img, Level::alpha(0.4)).unwrap();
     let d = max_diff(&got, &expected);
     println!("[downlevel] 512x512 in one piece: max |gpu - reference| = {d:e}");
@@ -199,7 +128,7 @@ fn downlevel_limits_run_a_512x512_image_within_their_bindings() {
     // the engine tiles to the limit it found on the device.
     let small = wgpu::Limits {
         max_storage_buffer_binding_size: 1 << 20,
-        ..downlevel_with_six_storage_buffers()
+        ..wgpu::Limits::downlevel_defaults()
     };
     let engine = engine_on(&adapter, small).unwrap();
     assert_eq!(engine.gpu_context().unwrap().max_tensor_bytes(), 1 << 20);

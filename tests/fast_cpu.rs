@@ -10,9 +10,9 @@
 //! Golden PyTorch vectors: see `golden_pytorch_vectors` at the end (a hook that runs every
 //! `tests/data/golden/fast_cpu/*.safetensors` it finds).
 
-mod common;
+mod harness;
 
-use common::plan::node;
+use harness::plan::node;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tunable::plan::{

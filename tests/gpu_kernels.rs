@@ -3,12 +3,12 @@
 //! Without an adapter they print a skip message; with TUNABLE_REQUIRE_GPU=1 they fail.
 //! `cargo test --release --test gpu_kernels -- --nocapture` prints the largest differences.
 
-mod common;
+mod harness;
 
 use std::sync::Arc;
 
-use common::gpu::*;
-use common::plan::node;
+use harness::gpu::*;
+use harness::plan::node;
 use tunable::plan::{Activation, Op, Plan};
 use tunable::tensor::Shape;
 use tunable::tensor::Tensor;
@@ -181,6 +181,42 @@ fn conv_every_epilogue_combination() {
     }
     w3.print();
     w1.print();
+}
+
+/// On a device with the downlevel defaults' 4 storage buffers per stage, a combine reading
+/// k other tensors (4 + k bindings fused) runs as the node plus k eltwise passes
+/// (`Plan::split_combines`): every epilogue on the conv and depthwise against the reference.
+#[test]
+fn combines_split_into_eltwise_passes_on_a_four_storage_buffer_device() {
+    if ctx().is_none() {
+        return;
+    }
+    let Some(adapter) = harness::app::app_adapter() else {
+        return;
+    };
+    let (device, queue) =
+        harness::app::app_device(&adapter, tunable::wgpu::Limits::downlevel_defaults());
+    let small = GpuContext::from_wgpu(&adapter, device, queue).unwrap();
+    assert_eq!(small.info().max_storage_buffers_per_stage, 4);
+    let mut wc = Worst::new("conv2d 3x3 on 4 storage buffers, all 24 epilogues");
+    let mut wd = Worst::new("depthwise on 4 storage buffers, epilogue subset");
+    for (i, ep) in EpFlags::all().into_iter().enumerate() {
+        let s = ConvSpec::new(3, 5, 3, 1, 2, ep);
+        check_conv(&small, &mut wc, 2100 + i as u64, &s, 5, 7);
+    }
+    for (i, ep) in ep_subset().into_iter().enumerate() {
+        check_depthwise(
+            &small,
+            &mut wd,
+            6600 + i as u64,
+            3,
+            2,
+            ep,
+            Shape::new(5, 6, 7),
+        );
+    }
+    wc.print();
+    wd.print();
 }
 
 #[test]

@@ -4,22 +4,18 @@
 //! Every input is generated here. GPU cases skip with a message without an adapter (they fail
 //! with TUNABLE_REQUIRE_GPU=1).
 
-mod support;
+mod harness;
 
 use std::sync::{Arc, OnceLock};
 
+use harness::images::gradient;
+use harness::models::ModelBuilder;
 use serde_json::json;
-use support::ModelBuilder;
 use tunable::tensor::Shape;
 use tunable::tensor::Tensor;
 use tunable::testing::cpu::fast::{bench_net, FastPlan};
 use tunable::testing::gpu::GpuPlan;
 use tunable::{Engine, Error, Image, Level, Lowering, Model};
-
-fn gradient(w: usize, h: usize, c: usize) -> Image {
-    let planes = (0..w * h * c).map(|i| ((i * 7) % 256) as f32).collect();
-    Image::from_planes(w, h, c, planes).unwrap()
-}
 
 /// A model file from a list of nodes and its tensors (3 channels, one alpha axis).
 fn model_bytes(

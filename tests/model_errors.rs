@@ -1,8 +1,9 @@
 //! Bad input gets a clear error and never a panic: one case per row.
 
-mod support;
+mod harness;
 
-use support::ModelBuilder;
+use harness::images::gradient;
+use harness::models::ModelBuilder;
 use tunable::{Engine, Error, Image, Level, Lowering};
 
 fn load(bytes: &[u8]) -> tunable::Result<tunable::Model> {
@@ -175,11 +176,6 @@ fn corrupt_models_are_rejected_with_named_errors() {
         );
         println!("{what}: {err}");
     }
-}
-
-fn gradient(w: usize, h: usize, c: usize) -> Image {
-    let planes = (0..w * h * c).map(|i| ((i * 7) % 256) as f32).collect();
-    Image::from_planes(w, h, c, planes).unwrap()
 }
 
 #[test]

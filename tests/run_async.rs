@@ -7,21 +7,17 @@
 //! GPU: skipped (with a message) when there is no adapter, unless `TUNABLE_REQUIRE_GPU=1`.
 //! Inputs are generated; no dataset image is read.
 
-mod support;
+mod harness;
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 
-use support::ModelBuilder;
+use harness::images::max_diff;
+use harness::models::ModelBuilder;
+use harness::serial;
 use tunable::{BackendChoice, Engine, EngineOptions, Image, Level, Lowering, Model};
-
-/// One test at a time on the GPU (lavapipe is happier with few devices).
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn gpu(max_tile: usize) -> Option<Engine> {
     static WARNED: OnceLock<()> = OnceLock::new();
@@ -56,15 +52,6 @@ fn picture(w: usize, h: usize) -> Image {
         .map(|i| ((i % w) as f32 * 2.5 + (rng.normal() * 30.0) as f32).clamp(0.0, 255.0))
         .collect();
     Image::from_planes(w, h, 3, planes).unwrap()
-}
-
-fn max_diff(a: &Image, b: &Image) -> f32 {
-    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
-    a.planes()
-        .iter()
-        .zip(b.planes())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Both futures polled in turn on this thread until both are done.

@@ -1,10 +1,11 @@
 //! Large images go through tiles with a halo of the receptive field: the stitched output must
 //! equal the untiled one exactly (same arithmetic per pixel on the reference kernels).
 
-mod support;
+mod harness;
 
-use support::ModelBuilder;
-use tunable::{BackendChoice, Engine, EngineOptions, Image, Level, Lowering};
+use harness::images::textured;
+use harness::models::ModelBuilder;
+use tunable::{BackendChoice, Engine, EngineOptions, Level, Lowering};
 
 fn engine(backend: BackendChoice, max_tile: usize) -> Engine {
     Engine::with_options(EngineOptions {
@@ -16,19 +17,11 @@ fn engine(backend: BackendChoice, max_tile: usize) -> Engine {
     .unwrap()
 }
 
-fn textured(w: usize, h: usize, c: usize) -> Image {
-    let mut rng = tunable::noise::Rng::new(3);
-    let planes = (0..w * h * c)
-        .map(|i| ((i % w) as f32 * 3.0 + (rng.normal() * 40.0) as f32).rem_euclid(255.0))
-        .collect();
-    Image::from_planes(w, h, c, planes).unwrap()
-}
-
 #[test]
 fn tiled_equals_untiled_exactly_on_the_reference() {
     let bytes = ModelBuilder::unshuffle_resnet(3, 8, 2).bytes();
     // Odd sizes: the bottom/right mirror padding and the crop take part too.
-    let img = textured(45, 33, 3);
+    let img = textured(45, 33, 3, 3);
     let whole = engine(BackendChoice::Reference, 4096)
         .load_bytes(&bytes, Lowering::Fused)
         .unwrap();
@@ -53,7 +46,7 @@ fn tiled_equals_untiled_exactly_on_the_reference() {
 #[test]
 fn tiled_matches_untiled_on_the_fast_cpu_executor() {
     let bytes = ModelBuilder::unshuffle_resnet(3, 8, 2).bytes();
-    let img = textured(70, 41, 3);
+    let img = textured(70, 41, 3, 3);
     let whole = engine(BackendChoice::Cpu, 4096)
         .load_bytes(&bytes, Lowering::Fused)
         .unwrap();

@@ -40,7 +40,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let cf = mix_coefs(prm.mix);
     var v = mixed(prm.gains.u, channels, c, cf) * x[i];
     if MODE == 1u {
-        v += mixed(prm.gains.v, channels, c, cf) * o1[i];
+        v += mixed(prm.gains.v, channels, c, cf) * other1(i);
     }
     var slope = 0.0;
     if ACT == 2u {

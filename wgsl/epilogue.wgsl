@@ -16,8 +16,9 @@ struct EpOffsets {
 }
 
 @group(0) @binding(4) var<storage, read> ep: array<f32>;
-@group(0) @binding(5) var<storage, read> o1: array<f32>;
-@group(0) @binding(6) var<storage, read> o2: array<f32>;
+// o1 and o2 (bindings 5 and 6) are declared by the Rust side only in the variants that read
+// them, behind other1() / other2(): a kernel binds only the buffers it uses, so a device with 4
+// storage buffers per stage runs every variant without combine tensors (src/gpu/kernels.rs).
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
 
 struct EpVals {
@@ -81,10 +82,10 @@ fn store(acc: f32, e: EpVals, idx: u32) {
     if COMBINE {
         v = v * e.u;
         if N_OTHERS >= 1u {
-            v += e.v1 * o1[idx];
+            v += e.v1 * other1(idx);
         }
         if N_OTHERS >= 2u {
-            v += e.v2 * o2[idx];
+            v += e.v2 * other2(idx);
         }
     }
     y[idx] = v;

@@ -12,12 +12,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{Kernel, LayoutKey};
 
 /// Workgroup memory every kernel stays under (bytes): the downlevel default, 16,352.
 pub const WORKGROUP_STORAGE_BYTES: u32 = 16_352;
-/// Storage buffers one kernel binds (x, weights, epilogue, other 1, other 2, output).
+/// Storage buffers the kernels bind at most: x, weights, epilogue, other 1, other 2, output
+/// (a conv whose epilogue combines two other tensors). Requested where the adapter offers it.
 pub const STORAGE_BUFFERS_PER_STAGE: u32 = 6;
+/// Storage buffers a device needs at least: every variant without combine tensors binds 4 or
+/// fewer; on such a device a plan's combines run as separate eltwise passes
+/// ([`crate::plan::Plan::split_combines`]).
+pub const MIN_STORAGE_BUFFERS_PER_STAGE: u32 = 4;
 /// The largest workgroup any kernel uses.
 pub const MAX_INVOCATIONS: u32 = 256;
 /// The largest workgroup side in y any kernel uses (the tiled convs and depthwise: 16 x 4).
@@ -164,15 +169,25 @@ pub struct GpuContext {
     lost: Arc<AtomicBool>,
     lost_message: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
-    pub(crate) layout: wgpu::BindGroupLayout,
-    pipeline_layout: wgpu::PipelineLayout,
+    /// The bind group and pipeline layouts of each set of storage buffers a variant binds.
+    layouts: Arc<Mutex<HashMap<LayoutKey, KernelLayout>>>,
     pipelines: Arc<Mutex<HashMap<Kernel, wgpu::ComputePipeline>>>,
     /// The limits the device was created with (before forced options).
     device_limits: wgpu::Limits,
-    /// A small storage buffer bound where a kernel does not use a slot.
-    pub(crate) dummy: wgpu::Buffer,
     counters: Arc<Counters>,
 }
+
+/// The layouts of the kernels with one [`LayoutKey`]: binding 0 the level (a 16-byte
+/// slot of the level ring, chosen by a dynamic offset), 1 the kernel's uniform, then the set's
+/// storage buffers.
+#[derive(Clone)]
+pub(crate) struct KernelLayout {
+    pub(crate) bind_group: wgpu::BindGroupLayout,
+    pipeline: wgpu::PipelineLayout,
+}
+
+/// Bytes of one level slot (the level is a `vec4<f32>`).
+pub const LEVEL_BYTES: u64 = 16;
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
     match t {
@@ -267,7 +282,7 @@ impl GpuContext {
         need(
             "max_storage_buffers_per_shader_stage",
             al.max_storage_buffers_per_shader_stage as u64,
-            STORAGE_BUFFERS_PER_STAGE as u64,
+            MIN_STORAGE_BUFFERS_PER_STAGE as u64,
         )?;
         need(
             "max_compute_workgroup_storage_size",
@@ -392,53 +407,6 @@ impl GpuContext {
                 }));
             }
         }
-        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let uniform = |binding: u32| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let scope = ErrorScope::push(&device);
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("tunable kernels"),
-            entries: &[
-                uniform(0),
-                uniform(1),
-                storage(2, true),
-                storage(3, true),
-                storage(4, true),
-                storage(5, true),
-                storage(6, true),
-                storage(7, false),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("tunable kernels"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("dummy"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
-        scope.pop("creating the bind group layout")?;
-
         let max_storage = opts
             .max_storage_binding_size
             .map_or(limits.max_storage_buffer_binding_size, |m| {
@@ -472,17 +440,14 @@ impl GpuContext {
             lost,
             lost_message,
             uncaptured,
-            layout,
-            pipeline_layout,
+            layouts: Arc::new(Mutex::new(HashMap::new())),
             pipelines: Arc::new(Mutex::new(HashMap::new())),
             device_limits: limits,
-            dummy,
             counters: Arc::new(Counters::default()),
         };
-        ctx.counters.buffers.fetch_add(1, Ordering::Relaxed); // the dummy
-                                                              // Some adapters claim compute support and then cannot build a compute pipeline (seen:
-                                                              // NVIDIA through EGL giving a desktop GL 3.3 context). Find out now, so the caller can
-                                                              // fall back, instead of at the first model load.
+        // Some adapters claim compute support and then cannot build a compute pipeline (seen:
+        // NVIDIA through EGL giving a desktop GL 3.3 context). Find out now, so the caller can
+        // fall back, instead of at the first model load.
         ctx.compile(Kernel::Shuffle { unshuffle: true })
             .map_err(|e| {
                 Error::Device(format!(
@@ -517,11 +482,9 @@ impl GpuContext {
             lost: self.lost.clone(),
             lost_message: self.lost_message.clone(),
             uncaptured: self.uncaptured.clone(),
-            layout: self.layout.clone(),
-            pipeline_layout: self.pipeline_layout.clone(),
+            layouts: self.layouts.clone(),
             pipelines: self.pipelines.clone(),
             device_limits: self.device_limits.clone(),
-            dummy: self.dummy.clone(),
             counters: self.counters.clone(),
         })
     }
@@ -574,11 +537,63 @@ impl GpuContext {
         Ok(())
     }
 
+    /// The layouts of the kernels with this layout key, created on first use and cached.
+    pub(crate) fn layout(&self, key: LayoutKey) -> Result<KernelLayout> {
+        if let Some(l) = self.layouts.lock().map_err(poisoned)?.get(&key) {
+            return Ok(l.clone());
+        }
+        let entries = key.entries();
+        let scope = ErrorScope::push(&self.device);
+        let bind_group = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("tunable kernels"),
+                entries: &entries,
+            });
+        let pipeline = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("tunable kernels"),
+                bind_group_layouts: &[Some(&bind_group)],
+                immediate_size: 0,
+            });
+        scope
+            .pop("creating a bind group layout")
+            .map_err(|e| self.lost_or(e))?;
+        let l = KernelLayout {
+            bind_group,
+            pipeline,
+        };
+        self.layouts
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, l.clone());
+        Ok(l)
+    }
+
     /// The pipeline of a kernel variant, compiled on first use and cached.
     pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
         if let Some(p) = self.pipelines.lock().map_err(poisoned)?.get(&kernel) {
             return Ok(p.clone());
         }
+        let key = kernel.layout_key();
+        let (buffers, textures) = key.storage_counts();
+        if buffers > self.info.max_storage_buffers_per_stage {
+            return Err(Error::DeviceLimits(format!(
+                "kernel {} binds {} storage buffers; the device allows {} per shader stage",
+                kernel.label(),
+                buffers,
+                self.info.max_storage_buffers_per_stage
+            )));
+        }
+        if textures > self.device_limits.max_storage_textures_per_shader_stage {
+            return Err(Error::DeviceLimits(format!(
+                "kernel {} binds {textures} storage texture; the device allows {} per shader stage",
+                kernel.label(),
+                self.device_limits.max_storage_textures_per_shader_stage
+            )));
+        }
+        let layout = self.layout(key)?;
         // Compile outside the lock; a concurrent compile of the same variant is harmless.
         let src = kernel.source();
         let label = kernel.label();
@@ -593,7 +608,7 @@ impl GpuContext {
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&label),
-                layout: Some(&self.pipeline_layout),
+                layout: Some(&layout.pipeline),
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: wgpu::PipelineCompilationOptions {
@@ -809,7 +824,7 @@ pub fn check_limits(adapter: &wgpu::AdapterInfo, l: &wgpu::Limits) -> Result<()>
     at_least(
         "max_storage_buffers_per_shader_stage",
         l.max_storage_buffers_per_shader_stage.into(),
-        STORAGE_BUFFERS_PER_STAGE.into(),
+        MIN_STORAGE_BUFFERS_PER_STAGE.into(),
     );
     at_least(
         "max_uniform_buffers_per_shader_stage",
@@ -852,7 +867,7 @@ pub fn check_limits(adapter: &wgpu::AdapterInfo, l: &wgpu::Limits) -> Result<()>
         l.max_compute_workgroups_per_dimension.into(),
         1,
     );
-    // The smallest buffer the executor makes (16 bytes: the unused-slot dummy, the level).
+    // The smallest buffer the executor makes (16 bytes: a level slot).
     at_least(
         "max_storage_buffer_binding_size",
         l.max_storage_buffer_binding_size,

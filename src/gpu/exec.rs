@@ -10,12 +10,16 @@
 //! bytes are checked against [`crate::plan::run_memory_limit`] before any buffer is created.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 // UNIFORM_STRIDE: byte stride of the per-dispatch uniforms in one buffer (>= the offset
 // alignment of any device the context accepts).
-use crate::gpu::context::{poisoned, ErrorScope, GpuContext, UNIFORM_STRIDE};
+use crate::gpu::context::{
+    poisoned, ErrorScope, GpuContext, LEVEL_BYTES, MIN_STORAGE_BUFFERS_PER_STAGE,
+    STORAGE_BUFFERS_PER_STAGE, UNIFORM_STRIDE,
+};
 use crate::gpu::kernels::split_grid;
 use crate::gpu::ops::{u32_of, GpuOp, Launch, NodeIo, STORAGE};
 use crate::plan::{LevelVec, Node, Plan, Shape, ShapeGraph, TensorId};
@@ -24,6 +28,11 @@ use crate::tensor::Tensor;
 /// `GpuPlan::run_async`: the same runs with an awaited read-back (src/gpu/readback.rs).
 #[path = "readback.rs"]
 pub(crate) mod readback;
+
+/// `GpuPlan::encode`: runs recorded into the app's encoder, textures in and out
+/// (src/gpu/encode.rs).
+#[path = "encode.rs"]
+pub(crate) mod encode;
 
 /// One kernel launch (possibly split into several dispatches).
 struct Step {
@@ -48,6 +57,10 @@ type SharedPrepared = Arc<Mutex<Prepared>>;
 
 /// Bytes of per-size buffers a [`GpuPlan`] keeps when `TUNABLE_GPU_CACHE_MB` is not set.
 pub const DEFAULT_CACHE_BUDGET: u64 = 256 << 20;
+
+/// Slots of the level ring (so up to `LEVEL_SLOTS - 1` encodes recorded before one
+/// submission keep their own level; 64 KiB of uniform).
+pub const LEVEL_SLOTS: u32 = 256;
 
 /// How many of the sizes used last the cache keeps even over its budget.
 pub const KEPT_SIZES: usize = 4;
@@ -118,8 +131,16 @@ pub struct GpuPlan {
     inputs: Vec<TensorId>,
     /// The GPU side of each node of `graph`.
     ops: Vec<GpuOp>,
+    /// The level ring: [`LEVEL_SLOTS`] slots of [`UNIFORM_STRIDE`] bytes, each a level vector,
+    /// bound at binding 0 with a dynamic offset. Slot 0 is the level of `run`/`run_async`
+    /// (written right before their submission); `encode` takes the others in turn, so several
+    /// restorations recorded before one submission each keep their own level.
     level: wgpu::Buffer,
+    /// How many encodes took a ring slot (slot `1 + n % (LEVEL_SLOTS - 1)` is the next).
+    next_slot: AtomicU32,
     cache: Mutex<SizeCache>,
+    /// What `encode` prepared per pair of texture views (src/gpu/encode.rs).
+    encodes: encode::EncodeCache,
     /// Pairs each level write with its submission.
     submit: Mutex<()>,
 }
@@ -142,14 +163,25 @@ impl GpuPlan {
     fn build(ctx: Arc<GpuContext>, plan: &Plan, inputs: Vec<TensorId>) -> Result<GpuPlan> {
         ctx.check()?;
         plan.validate_with_inputs(&inputs).map_err(as_shape_error)?;
+        // A conv combining k other tensors binds 4 + k storage buffers; where the device
+        // allows fewer, its combine runs as eltwise passes instead.
+        let limit = ctx.info().max_storage_buffers_per_stage;
+        let split;
+        let plan = if limit < STORAGE_BUFFERS_PER_STAGE {
+            split =
+                plan.split_combines(limit.saturating_sub(MIN_STORAGE_BUFFERS_PER_STAGE) as usize);
+            &split
+        } else {
+            plan
+        };
         let ops = plan
             .nodes
             .iter()
             .map(|n| GpuOp::upload(&ctx, n))
             .collect::<Result<Vec<_>>>()?;
         let level = ctx.create_buffer(
-            "level",
-            16,
+            "level ring",
+            LEVEL_SLOTS as u64 * UNIFORM_STRIDE,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
         Ok(GpuPlan {
@@ -160,7 +192,9 @@ impl GpuPlan {
             inputs,
             ops,
             level,
+            next_slot: AtomicU32::new(0),
             cache: Mutex::new(SizeCache::new(default_cache_budget())),
+            encodes: Mutex::new(vec![]),
             submit: Mutex::new(()),
         })
     }
@@ -179,7 +213,7 @@ impl GpuPlan {
     /// Bytes of the buffers kept for prepared sizes: at most the cache budget, or the
     /// [`KEPT_SIZES`] sizes used last where those alone are larger.
     pub fn retained_bytes(&self) -> u64 {
-        self.cache.lock().map(|c| c.bytes()).unwrap_or(0)
+        self.cache.lock().map(|c| c.bytes()).unwrap_or(0) + self.encode_bytes()
     }
 
     /// How many bytes of per-size buffers are kept (least recently used sizes go first).
@@ -198,6 +232,9 @@ impl GpuPlan {
     pub fn release_buffers(&self) {
         if let Ok(mut c) = self.cache.lock() {
             c.entries.clear();
+        }
+        if let Ok(mut e) = self.encodes.lock() {
+            e.clear();
         }
     }
 
@@ -352,11 +389,17 @@ fn build_steps(ctx: &GpuContext, level: &wgpu::Buffer, launches: Vec<Launch>) ->
     let mut steps = vec![];
     for ((l, pieces), pipeline) in launches.iter().zip(plan).zip(pipelines) {
         let mut bound = vec![];
+        let layout = ctx.layout(l.kernel.layout_key())?;
+        let buffers = l.bind.in_order();
         for (off, count) in pieces {
             let mut entries = vec![
                 wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: level.as_entire_binding(),
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: level,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(LEVEL_BYTES),
+                    }),
                 },
                 wgpu::BindGroupEntry {
                     binding: 1,
@@ -367,15 +410,21 @@ fn build_steps(ctx: &GpuContext, level: &wgpu::Buffer, launches: Vec<Launch>) ->
                     }),
                 },
             ];
-            for (binding, buffer) in (2..).zip(l.bind.in_order()) {
+            for binding in l.kernel.storage().bindings() {
+                let buffer = buffers[binding as usize - 2].as_ref().ok_or_else(|| {
+                    Error::Shape(format!(
+                        "kernel {} reads binding {binding}, which its op did not provide",
+                        l.kernel.label()
+                    ))
+                })?;
                 entries.push(wgpu::BindGroupEntry {
                     binding,
-                    resource: buffer.as_ref().unwrap_or(&ctx.dummy).as_entire_binding(),
+                    resource: buffer.as_entire_binding(),
                 });
             }
             let bg = ctx.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("tunable step"),
-                layout: &ctx.layout,
+                layout: &layout.bind_group,
                 entries: &entries,
             });
             bound.push((bg, count));
@@ -389,15 +438,22 @@ fn build_steps(ctx: &GpuContext, level: &wgpu::Buffer, launches: Vec<Launch>) ->
     Ok(steps)
 }
 
-fn record(encoder: &mut wgpu::CommandEncoder, steps: &[Step]) {
+/// Records `steps` into one compute pass, reading the level from the ring slot at byte
+/// `level_offset`.
+fn record(encoder: &mut wgpu::CommandEncoder, steps: &[Step], level_offset: u32) {
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some("tunable"),
         timestamp_writes: None,
     });
+    record_in(&mut pass, steps, level_offset);
+}
+
+/// Records `steps` into an open compute pass (level from the ring slot at `level_offset`).
+fn record_in(pass: &mut wgpu::ComputePass, steps: &[Step], level_offset: u32) {
     for s in steps {
         pass.set_pipeline(&s.pipeline);
         for (bg, c) in &s.pieces {
-            pass.set_bind_group(0, bg, &[]);
+            pass.set_bind_group(0, bg, &[level_offset]);
             pass.dispatch_workgroups(c[0], c[1], c[2]);
         }
     }
@@ -457,7 +513,7 @@ pub(crate) fn run_once(
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("tunable once"),
         });
-    record(&mut encoder, &steps);
+    record(&mut encoder, &steps, 0);
     encoder.copy_buffer_to_buffer(out, 0, &staging, 0, bytes);
     scope.pop("recording")?;
     ctx.write_buffer(&level_buf, 0, bytemuck::cast_slice(level));

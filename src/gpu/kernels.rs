@@ -12,6 +12,9 @@ const ELTWISE: &str = include_str!("../../wgsl/eltwise.wgsl");
 const SHUFFLE: &str = include_str!("../../wgsl/shuffle.wgsl");
 const MIX: &str = include_str!("../../wgsl/mix.wgsl");
 const FTN: &str = include_str!("../../wgsl/ftn.wgsl");
+const TEXTURE_IO: &str = include_str!("../../wgsl/texture_io.wgsl");
+const TEXTURE_IN: &str = include_str!("../../wgsl/texture_in.wgsl");
+const TEXTURE_OUT: &str = include_str!("../../wgsl/texture_out.wgsl");
 
 /// Floats of workgroup memory the generic conv may use for the staged input tile and weight
 /// slab (15,840 bytes: under the 16,352-byte downlevel limit).
@@ -94,6 +97,168 @@ pub enum Kernel {
     Ftn {
         layer: u8,
     },
+    /// A tile of a texture into the network's input tensor (`Model::encode`).
+    TextureIn {
+        gray: bool,
+    },
+    /// The owned part of a tile of the network's output into a storage texture.
+    TextureOut {
+        gray: bool,
+        format: TextureFormat,
+    },
+}
+
+/// The storage-texture formats `Model::encode` writes (and, sampled, reads).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TextureFormat {
+    Rgba8Unorm,
+    Rgba16Float,
+    Rgba32Float,
+}
+
+impl TextureFormat {
+    pub const ALL: [TextureFormat; 3] = [
+        TextureFormat::Rgba8Unorm,
+        TextureFormat::Rgba16Float,
+        TextureFormat::Rgba32Float,
+    ];
+
+    pub fn of(format: wgpu::TextureFormat) -> Option<TextureFormat> {
+        Some(match format {
+            wgpu::TextureFormat::Rgba8Unorm => TextureFormat::Rgba8Unorm,
+            wgpu::TextureFormat::Rgba16Float => TextureFormat::Rgba16Float,
+            wgpu::TextureFormat::Rgba32Float => TextureFormat::Rgba32Float,
+            _ => return None,
+        })
+    }
+
+    pub fn wgpu(self) -> wgpu::TextureFormat {
+        match self {
+            TextureFormat::Rgba8Unorm => wgpu::TextureFormat::Rgba8Unorm,
+            TextureFormat::Rgba16Float => wgpu::TextureFormat::Rgba16Float,
+            TextureFormat::Rgba32Float => wgpu::TextureFormat::Rgba32Float,
+        }
+    }
+
+    fn wgsl(self) -> &'static str {
+        match self {
+            TextureFormat::Rgba8Unorm => "rgba8unorm",
+            TextureFormat::Rgba16Float => "rgba16float",
+            TextureFormat::Rgba32Float => "rgba32float",
+        }
+    }
+}
+
+/// What a kernel's bind group layout holds besides the level (0) and its uniform (1).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LayoutKey {
+    /// Storage buffers among bindings 2..=7.
+    Buffers(StorageSet),
+    /// The sampled texture (8) and the tensor written (7).
+    TextureIn,
+    /// The tensor read (2), the sampled texture (8, for alpha) and the storage texture (9).
+    TextureOut(TextureFormat),
+}
+
+impl LayoutKey {
+    /// The layout entries (binding 0 is the level ring slot, with a dynamic offset).
+    pub fn entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        let entry = |binding: u32, ty: wgpu::BindingType| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
+            count: None,
+        };
+        let buffer = |binding: u32, ty: wgpu::BufferBindingType, dynamic: bool| {
+            entry(
+                binding,
+                wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset: dynamic,
+                    min_binding_size: None,
+                },
+            )
+        };
+        let storage = |binding: u32| {
+            let read_only = StorageSet::read_only(binding);
+            buffer(
+                binding,
+                wgpu::BufferBindingType::Storage { read_only },
+                false,
+            )
+        };
+        // Unfilterable: accepts every float format, Rgba32Float included.
+        let sampled = entry(
+            8,
+            wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+        );
+        let mut v = vec![
+            buffer(0, wgpu::BufferBindingType::Uniform, true),
+            buffer(1, wgpu::BufferBindingType::Uniform, false),
+        ];
+        match self {
+            LayoutKey::Buffers(set) => v.extend(set.bindings().map(storage)),
+            LayoutKey::TextureIn => v.extend([storage(7), sampled]),
+            LayoutKey::TextureOut(f) => v.extend([
+                storage(2),
+                sampled,
+                entry(
+                    9,
+                    wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::WriteOnly,
+                        format: f.wgpu(),
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                    },
+                ),
+            ]),
+        }
+        v
+    }
+
+    /// Storage buffers and storage textures the layout binds.
+    pub fn storage_counts(self) -> (u32, u32) {
+        match self {
+            LayoutKey::Buffers(set) => (set.count(), 0),
+            LayoutKey::TextureIn => (1, 0),
+            LayoutKey::TextureOut(_) => (1, 1),
+        }
+    }
+}
+
+/// Which storage buffers a kernel variant declares and reads, as bits over the bindings
+/// 2..=7 (x, wt, ep, o1, o2, y: wgsl/common.wgsl). Each variant's bind group layout holds only
+/// these, so a variant needs as many storage buffers per shader stage as it uses.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StorageSet(pub u8);
+
+impl StorageSet {
+    pub const X: u8 = 1;
+    pub const WT: u8 = 2;
+    pub const EP: u8 = 4;
+    pub const O1: u8 = 8;
+    pub const O2: u8 = 16;
+    pub const Y: u8 = 32;
+
+    /// The binding numbers in the set, ascending (2 = x ... 7 = y).
+    pub fn bindings(self) -> impl Iterator<Item = u32> {
+        (0..6u32)
+            .filter(move |i| self.0 & (1 << i) != 0)
+            .map(|i| i + 2)
+    }
+
+    /// How many storage buffers the variant binds.
+    pub fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// Whether binding `b` (2..=7) is read-only.
+    pub fn read_only(b: u32) -> bool {
+        b != 7
+    }
 }
 
 /// Input channels staged per step by the generic conv for kernel size `k` and stride `s`.
@@ -164,12 +329,100 @@ impl Kernel {
             Kernel::Shuffle { unshuffle } => c.mode = (!unshuffle) as u32,
             Kernel::MixWeights { p } => c.pw = p as u32,
             Kernel::Ftn { layer } => c.mode = layer as u32,
+            Kernel::TextureIn { .. } | Kernel::TextureOut { .. } => {}
         }
         c
     }
 
+    /// The other tensors (o1, o2) the variant's epilogue or eltwise reads: 0, 1 or 2.
+    fn others_read(&self) -> u32 {
+        match *self {
+            Kernel::Conv2d { ep, .. }
+            | Kernel::Conv1x1 { ep, .. }
+            | Kernel::Depthwise { ep, .. } => {
+                if ep.combine {
+                    ep.others.min(2) as u32
+                } else {
+                    0
+                }
+            }
+            Kernel::Eltwise { has_b, .. } => has_b as u32,
+            _ => 0,
+        }
+    }
+
+    /// The storage buffers this variant binds.
+    pub fn storage(&self) -> StorageSet {
+        let xy = StorageSet::X | StorageSet::Y;
+        let others = match self.others_read() {
+            0 => 0,
+            1 => StorageSet::O1,
+            _ => StorageSet::O1 | StorageSet::O2,
+        };
+        StorageSet(match self {
+            Kernel::Conv2d { .. } | Kernel::Conv1x1 { .. } | Kernel::Depthwise { .. } => {
+                xy | StorageSet::WT | StorageSet::EP | others
+            }
+            Kernel::Eltwise { .. } => xy | StorageSet::EP | others,
+            Kernel::Ftn { .. } => xy | StorageSet::WT | StorageSet::EP,
+            Kernel::Shuffle { .. } | Kernel::MixWeights { .. } => xy,
+            Kernel::TextureIn { .. } => StorageSet::Y,
+            Kernel::TextureOut { .. } => StorageSet::X,
+        })
+    }
+
+    /// The layout this variant is compiled against.
+    pub fn layout_key(&self) -> LayoutKey {
+        match *self {
+            Kernel::TextureIn { .. } => LayoutKey::TextureIn,
+            Kernel::TextureOut { format, .. } => LayoutKey::TextureOut(format),
+            _ => LayoutKey::Buffers(self.storage()),
+        }
+    }
+
+    /// The texture kernels: their own shared part, no level, no epilogue.
+    fn texture_source(&self) -> Option<String> {
+        let (gray, body, head) = match *self {
+            Kernel::TextureIn { gray } => (gray, TEXTURE_IN, String::new()),
+            Kernel::TextureOut { gray, format } => (
+                gray,
+                TEXTURE_OUT,
+                format!(
+                    "alias Dst = texture_storage_2d<{}, write>;\nconst CLAMP: bool = {};\n",
+                    format.wgsl(),
+                    format == TextureFormat::Rgba8Unorm
+                ),
+            ),
+            _ => return None,
+        };
+        Some(format!(
+            "// variant: {self:?}\nconst GRAY: bool = {gray};\n{head}\n{TEXTURE_IO}\n{body}"
+        ))
+    }
+
+    /// The declarations of o1 / o2 and their readers `other1` / `other2`: real where the
+    /// variant reads them, returning 0 otherwise (so unused bindings are never declared).
+    fn others_source(&self) -> String {
+        let n = self.others_read();
+        let mut s = String::new();
+        for (i, binding) in [(1u32, 5u32), (2, 6)] {
+            if i <= n {
+                s.push_str(&format!(
+                    "@group(0) @binding({binding}) var<storage, read> o{i}: array<f32>;\n\
+                     fn other{i}(i: u32) -> f32 {{ return o{i}[i]; }}\n"
+                ));
+            } else {
+                s.push_str(&format!("fn other{i}(i: u32) -> f32 {{ return 0.0; }}\n"));
+            }
+        }
+        s
+    }
+
     /// The full WGSL source of this variant: constants, shared code, kernel.
     pub fn source(&self) -> String {
+        if let Some(s) = self.texture_source() {
+            return s;
+        }
         let c = self.consts();
         let mut s = format!(
             "// variant: {self:?}\n\
@@ -196,9 +449,11 @@ impl Kernel {
             Kernel::Shuffle { .. } => (false, SHUFFLE),
             Kernel::MixWeights { .. } => (false, MIX),
             Kernel::Ftn { .. } => (false, FTN),
+            Kernel::TextureIn { .. } | Kernel::TextureOut { .. } => unreachable!("texture_source"),
         };
         if epilogue {
             s.push('\n');
+            s.push_str(&self.others_source());
             s.push_str(EPILOGUE);
         }
         if matches!(self, Kernel::Conv2d { .. } | Kernel::Conv1x1 { .. }) {
@@ -252,6 +507,12 @@ impl Kernel {
         v.push(Kernel::Shuffle { unshuffle: false });
         v.push(Kernel::Ftn { layer: 1 });
         v.push(Kernel::Ftn { layer: 2 });
+        for gray in [false, true] {
+            v.push(Kernel::TextureIn { gray });
+            for format in TextureFormat::ALL {
+                v.push(Kernel::TextureOut { gray, format });
+            }
+        }
         v
     }
 }

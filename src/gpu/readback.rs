@@ -264,7 +264,7 @@ impl GpuPlan {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("tunable plan"),
             });
-        record(&mut encoder, &prep.steps);
+        record(&mut encoder, &prep.steps, 0);
         let out_shape = prep.shapes[self.output];
         let out_bytes = out_shape.len() as u64 * 4;
         encoder.copy_buffer_to_buffer(

@@ -14,6 +14,7 @@ pub mod epilogue;
 pub mod ftn;
 pub mod mix;
 pub mod shuffle;
+pub mod texture;
 
 use bytemuck::{Pod, Zeroable};
 
@@ -97,7 +98,8 @@ impl Uniform {
 }
 
 /// The storage buffers of one launch, by the binding each kernel reads them at
-/// (wgsl/common.wgsl: 2 x, 3 wt, 4 ep, 5 o1, 6 o2, 7 y); unused ones get a dummy.
+/// (wgsl/common.wgsl: 2 x, 3 wt, 4 ep, 5 o1, 6 o2, 7 y); a kernel binds only those of
+/// `Kernel::storage`.
 #[derive(Clone, Default)]
 pub(crate) struct Bindings {
     pub x: Option<wgpu::Buffer>,

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::require_gpu;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tunable::plan::{
@@ -32,10 +33,6 @@ pub fn ctx() -> Option<Arc<GpuContext>> {
         panic!("TUNABLE_REQUIRE_GPU=1 but no usable GPU adapter");
     }
     c.clone()
-}
-
-pub fn require_gpu() -> bool {
-    std::env::var("TUNABLE_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 
 pub fn rng(seed: u64) -> StdRng {

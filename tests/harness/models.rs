@@ -1,5 +1,4 @@
 //! Builds small model files in the test itself (no PyTorch needed) for the loader's tests.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 
