@@ -339,12 +339,10 @@ impl Kernel {
         match *self {
             Kernel::Conv2d { ep, .. }
             | Kernel::Conv1x1 { ep, .. }
-            | Kernel::Depthwise { ep, .. } => {
-                if ep.combine {
-                    ep.others.min(2) as u32
-                } else {
-                    0
-                }
+            | Kernel::Depthwise { ep, .. }
+                if ep.combine =>
+            {
+                ep.others.min(2) as u32
             }
             Kernel::Eltwise { has_b, .. } => has_b as u32,
             _ => 0,
