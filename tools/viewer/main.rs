@@ -6,22 +6,22 @@
 //! ```
 //!
 //! The window (eframe on wgpu) owns the device; `Engine::from_wgpu` puts the engine on that same
-//! device and queue. The slider is the noise sigma, mapped to the model's level through its
-//! calibration; it starts at the photo's blind estimate. "Before" shows the input. Restoring runs
-//! on a worker thread so the window stays live: while a run is in flight only the newest slider
-//! value is kept, and the run after it uses that one. `--screenshot` saves the window once the
-//! first restoration is on screen and exits (for headless checks under Xvfb).
-//!
-//! Today each restoration goes through `Model::run` (upload, run, read back, then a texture
-//! upload for display): `Model::encode` into a texture is not written yet, and this viewer
-//! switches to it when it is.
+//! device and queue. The photo is uploaded once into a texture; each restoration is
+//! `Model::encode` from that texture into a storage texture that egui draws directly: no CPU
+//! round trip, and a slider move costs a 16-byte level write plus the network's dispatches.
+//! The slider is the noise sigma, mapped to the model's level through its calibration; it
+//! starts at the photo's blind estimate. "Before" shows the input. While a restoration is in
+//! flight on the GPU the newest slider value waits, and is encoded once the GPU is done
+//! (`Queue::on_submitted_work_done`), so a drag never queues up stale work. `--screenshot`
+//! saves the window once the first restoration is on screen and exits (for headless checks
+//! under Xvfb).
 
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eframe::egui;
+use tunable::wgpu;
 use tunable::{estimate, Engine, Image, Level, Model};
 
 struct Args {
@@ -78,12 +78,11 @@ fn default_model(image: &Image) -> PathBuf {
         .join(name)
 }
 
-/// Pixels egui can show (RGBA, alpha kept), from a picture of 1 or 3 channels.
-fn color_image(image: &Image) -> egui::ColorImage {
-    let (w, h) = (image.width(), image.height());
+/// RGBA8 pixels (alpha kept, gray spread to three channels) of a picture of 1 or 3 channels.
+fn rgba8(image: &Image) -> Vec<u8> {
     let bytes = image.to_interleaved_u8();
     let per = image.channels() + usize::from(image.has_alpha());
-    let rgba: Vec<u8> = bytes
+    bytes
         .chunks_exact(per)
         .flat_map(|px| match (image.channels(), image.has_alpha()) {
             (1, false) => [px[0], px[0], px[0], 255],
@@ -91,39 +90,117 @@ fn color_image(image: &Image) -> egui::ColorImage {
             (_, false) => [px[0], px[1], px[2], 255],
             (_, true) => [px[0], px[1], px[2], px[3]],
         })
-        .collect();
-    egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
+        .collect()
 }
 
-/// What the worker sends back: the sigma it restored at, the pixels, how long it took.
-type Restored = Result<(f32, egui::ColorImage, Duration), String>;
+/// The restoration on the GPU: the photo's texture, the restored texture egui draws, and
+/// whether a restoration is still in flight.
+struct Restorer {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    model: Model,
+    input: wgpu::TextureView,
+    output: wgpu::TextureView,
+    /// The restored texture as egui draws it.
+    shown: egui::TextureId,
+    /// The sigma being restored, until the GPU is done with it.
+    in_flight: Arc<Mutex<Option<f32>>>,
+    /// The last restoration the GPU finished: its sigma and the time from submit to done.
+    finished: Arc<Mutex<Option<(f32, Duration)>>>,
+}
 
-/// Restores on its own thread: takes the newest requested sigma, runs, sends the result.
-fn spawn_worker(
-    model: Arc<Model>,
-    image: Arc<Image>,
-    ctx: egui::Context,
-) -> (Sender<f32>, Receiver<Restored>) {
-    let (want_tx, want_rx) = channel::<f32>();
-    let (done_tx, done_rx) = channel::<Restored>();
-    std::thread::spawn(move || {
-        while let Ok(mut sigma) = want_rx.recv() {
-            // Coalesce: a slider drag sends many values; only the newest matters.
-            while let Ok(newer) = want_rx.try_recv() {
-                sigma = newer;
+impl Restorer {
+    fn new(rs: &eframe::egui_wgpu::RenderState, model: Model, image: &Image) -> Result<Restorer, String> {
+        let (device, queue) = (rs.device.clone(), rs.queue.clone());
+        let (w, h) = (image.width() as u32, image.height() as u32);
+        let max = device.limits().max_texture_dimension_2d;
+        if w > max || h > max {
+            return Err(format!("the photo is {w}x{h}; this device's textures stop at {max}"));
+        }
+        let texture = |label, usage, view_formats: &[wgpu::TextureFormat]| {
+            device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(label),
+                size: wgpu::Extent3d {
+                    width: w,
+                    height: h,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba8Unorm,
+                usage,
+                view_formats,
+            })
+        };
+        let input = texture(
+            "photo",
+            wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            &[],
+        );
+        queue.write_texture(
+            input.as_image_copy(),
+            &rgba8(image),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(4 * w),
+                rows_per_image: Some(h),
+            },
+            input.size(),
+        );
+        // Written as Rgba8Unorm (storage), drawn through an sRGB view: the values are
+        // sRGB-encoded like the photo's, and egui expects sRGB textures.
+        let output = texture(
+            "restored",
+            wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::TEXTURE_BINDING,
+            &[wgpu::TextureFormat::Rgba8UnormSrgb],
+        );
+        let srgb = output.create_view(&wgpu::TextureViewDescriptor {
+            format: Some(wgpu::TextureFormat::Rgba8UnormSrgb),
+            usage: Some(wgpu::TextureUsages::TEXTURE_BINDING),
+            ..Default::default()
+        });
+        let shown = rs
+            .renderer
+            .write()
+            .register_native_texture(&device, &srgb, wgpu::FilterMode::Linear);
+        Ok(Restorer {
+            device,
+            queue,
+            model,
+            input: input.create_view(&Default::default()),
+            output: output.create_view(&Default::default()),
+            shown,
+            in_flight: Arc::new(Mutex::new(None)),
+            finished: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.lock().map(|g| g.is_some()).unwrap_or(false)
+    }
+
+    /// Records the restoration at `sigma` and submits it; `ctx` is repainted when it is done.
+    fn restore(&self, sigma: f32, ctx: &egui::Context) -> Result<(), String> {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.model
+            .encode(&mut encoder, &self.input, &self.output, &Level::sigma_clamped(sigma))
+            .map_err(|e| e.to_string())?;
+        *self.in_flight.lock().map_err(|e| e.to_string())? = Some(sigma);
+        let started = Instant::now();
+        self.queue.submit([encoder.finish()]);
+        let (in_flight, finished, ctx) = (self.in_flight.clone(), self.finished.clone(), ctx.clone());
+        self.queue.on_submitted_work_done(move || {
+            if let Ok(mut f) = finished.lock() {
+                *f = Some((sigma, started.elapsed()));
             }
-            let t = Instant::now();
-            let out = model
-                .run(&image, Level::sigma_clamped(sigma))
-                .map(|img| (sigma, color_image(&img), t.elapsed()))
-                .map_err(|e| e.to_string());
-            if done_tx.send(out).is_err() {
-                return;
+            if let Ok(mut g) = in_flight.lock() {
+                *g = None;
             }
             ctx.request_repaint();
-        }
-    });
-    (want_tx, done_rx)
+        });
+        Ok(())
+    }
 }
 
 struct Viewer {
@@ -132,13 +209,12 @@ struct Viewer {
     sigma_range: (f32, f32),
     sigma: f32,
     estimate: f32,
-    sent: f32,
+    /// The sigma last handed to the GPU.
+    sent: Option<f32>,
     before: bool,
     input: egui::TextureHandle,
-    restored: Option<(f32, egui::TextureHandle, Duration)>,
+    restorer: Restorer,
     error: Option<String>,
-    want: Sender<f32>,
-    done: Receiver<Restored>,
     screenshot: Option<PathBuf>,
     shot_asked: bool,
 }
@@ -170,11 +246,12 @@ impl Viewer {
             .sigma
             .unwrap_or(estimate)
             .clamp(sigma_range.0, sigma_range.1);
-        let input = cc
-            .egui_ctx
-            .load_texture("input", color_image(&image), Default::default());
-        let (want, done) = spawn_worker(Arc::new(model), Arc::new(image), cc.egui_ctx.clone());
-        want.send(sigma).map_err(|e| e.to_string())?;
+        let before = egui::ColorImage::from_rgba_unmultiplied(
+            [image.width(), image.height()],
+            &rgba8(&image),
+        );
+        let input = cc.egui_ctx.load_texture("input", before, Default::default());
+        let restorer = Restorer::new(rs, model, &image)?;
         Ok(Viewer {
             adapter: engine.describe(),
             model_name: model_path
@@ -184,29 +261,31 @@ impl Viewer {
             sigma_range,
             sigma,
             estimate,
-            sent: sigma,
+            sent: None,
             before: false,
             input,
-            restored: None,
+            restorer,
             error: None,
-            want,
-            done,
             screenshot: args.screenshot,
             shot_asked: false,
         })
     }
 
-    fn take_results(&mut self, ctx: &egui::Context) {
-        while let Ok(r) = self.done.try_recv() {
-            match r {
-                Ok((sigma, pixels, took)) => {
-                    let tex = ctx.load_texture("restored", pixels, Default::default());
-                    self.restored = Some((sigma, tex, took));
-                    self.error = None;
-                }
-                Err(e) => self.error = Some(e),
-            }
+    /// Hands the slider's sigma to the GPU when it moved and the GPU is free.
+    fn restore_if_moved(&mut self, ctx: &egui::Context) {
+        if self.restorer.busy() {
+            ctx.request_repaint(); // keep polling until the GPU is done
+            return;
         }
+        if self.sent == Some(self.sigma) {
+            return;
+        }
+        self.sent = Some(self.sigma);
+        self.error = self.restorer.restore(self.sigma, ctx).err();
+    }
+
+    fn finished(&self) -> Option<(f32, Duration)> {
+        self.restorer.finished.lock().ok().and_then(|g| *g)
     }
 
     /// `--screenshot`: once a restoration is on screen, save the window and close.
@@ -214,7 +293,7 @@ impl Viewer {
         let Some(path) = self.screenshot.clone() else {
             return;
         };
-        if self.restored.is_none() || self.shot_asked {
+        if self.finished().is_none() || self.shot_asked {
             return;
         }
         self.shot_asked = true;
@@ -235,7 +314,7 @@ impl Viewer {
 impl eframe::App for Viewer {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
-        self.take_results(&ctx);
+        self.restore_if_moved(&ctx);
         egui::Panel::top("controls").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.label("noise sigma");
@@ -249,10 +328,10 @@ impl eframe::App for Viewer {
                 }
                 ui.checkbox(&mut self.before, "before");
             });
-            let status = match (&self.error, &self.restored) {
+            let status = match (&self.error, self.finished()) {
                 (Some(e), _) => format!("error: {e}"),
-                (None, Some((s, _, took))) => format!(
-                    "{}: restored at sigma {s:.1} in {:.0} ms on {}",
+                (None, Some((s, took))) => format!(
+                    "{}: restored at sigma {s:.1} in {:.0} ms (submit to done, Model::encode) on {}",
                     self.model_name,
                     took.as_secs_f64() * 1e3,
                     self.adapter
@@ -261,17 +340,13 @@ impl eframe::App for Viewer {
             };
             ui.label(status);
         });
-        if self.sigma != self.sent {
-            self.sent = self.sigma;
-            // The worker ends only with the window: a send cannot fail before then.
-            let _ = self.want.send(self.sigma);
-        }
         egui::CentralPanel::default().show(ui, |ui| {
-            let tex = match (&self.restored, self.before) {
-                (Some((_, t, _)), false) => t,
-                _ => &self.input,
+            let size = self.input.size_vec2();
+            let image = match (self.finished(), self.before) {
+                (Some(_), false) => egui::Image::new((self.restorer.shown, size)),
+                _ => egui::Image::new(&self.input),
             };
-            ui.add(egui::Image::new(tex).shrink_to_fit());
+            ui.add(image.shrink_to_fit());
         });
         self.maybe_screenshot(&ctx);
     }
