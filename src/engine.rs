@@ -104,11 +104,17 @@ impl Engine {
     /// device was created with (`device.limits()`). The storage-binding limit it finds bounds
     /// the tile side of each model (a big image is tiled so every tensor of a tile fits one
     /// binding) and the workgroup-count limit splits the dispatches. What the kernels cannot do
-    /// without (6 storage buffers per shader stage, 16,352 bytes of workgroup memory, 256
-    /// invocations per workgroup, a 256 x 4 workgroup, compute shaders) is checked here: if the
-    /// device lacks any, the error ([`Error::DeviceLimits`]) names each limit and the value
-    /// needed. No wgpu feature is needed. The device's lost callback and uncaptured-error
-    /// handler stay the application's.
+    /// without (compute shaders, 4 storage buffers per shader stage, 2 uniform buffers, 16,352
+    /// bytes of workgroup memory, 256 invocations per workgroup, a 256 x 4 workgroup, a uniform
+    /// offset alignment of at most 256) is checked here: if the device lacks any, the error
+    /// ([`Error::DeviceLimits`]) names each limit and the value needed. With 6 storage buffers
+    /// a conv's epilogue adds up to two other tensors in the same pass; with 4 or 5 those adds
+    /// run as separate passes. [`Model::encode`] also needs one storage texture per stage. So
+    /// `wgpu::Limits::downlevel_defaults()` runs every model. No wgpu feature is needed. The
+    /// device's lost callback and uncaptured-error handler stay the application's.
+    ///
+    /// Then [`Model::encode`] records restorations into the application's own encoder,
+    /// texture to texture, with a level change costing one 16-byte write.
     ///
     /// ```no_run
     /// # fn demo(adapter: &tunable::wgpu::Adapter, device: tunable::wgpu::Device, queue: tunable::wgpu::Queue) -> tunable::Result<()> {

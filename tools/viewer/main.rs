@@ -110,12 +110,18 @@ struct Restorer {
 }
 
 impl Restorer {
-    fn new(rs: &eframe::egui_wgpu::RenderState, model: Model, image: &Image) -> Result<Restorer, String> {
+    fn new(
+        rs: &eframe::egui_wgpu::RenderState,
+        model: Model,
+        image: &Image,
+    ) -> Result<Restorer, String> {
         let (device, queue) = (rs.device.clone(), rs.queue.clone());
         let (w, h) = (image.width() as u32, image.height() as u32);
         let max = device.limits().max_texture_dimension_2d;
         if w > max || h > max {
-            return Err(format!("the photo is {w}x{h}; this device's textures stop at {max}"));
+            return Err(format!(
+                "the photo is {w}x{h}; this device's textures stop at {max}"
+            ));
         }
         let texture = |label, usage, view_formats: &[wgpu::TextureFormat]| {
             device.create_texture(&wgpu::TextureDescriptor {
@@ -160,10 +166,10 @@ impl Restorer {
             usage: Some(wgpu::TextureUsages::TEXTURE_BINDING),
             ..Default::default()
         });
-        let shown = rs
-            .renderer
-            .write()
-            .register_native_texture(&device, &srgb, wgpu::FilterMode::Linear);
+        let shown =
+            rs.renderer
+                .write()
+                .register_native_texture(&device, &srgb, wgpu::FilterMode::Linear);
         Ok(Restorer {
             device,
             queue,
@@ -184,12 +190,18 @@ impl Restorer {
     fn restore(&self, sigma: f32, ctx: &egui::Context) -> Result<(), String> {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.model
-            .encode(&mut encoder, &self.input, &self.output, &Level::sigma_clamped(sigma))
+            .encode(
+                &mut encoder,
+                &self.input,
+                &self.output,
+                &Level::sigma_clamped(sigma),
+            )
             .map_err(|e| e.to_string())?;
         *self.in_flight.lock().map_err(|e| e.to_string())? = Some(sigma);
         let started = Instant::now();
         self.queue.submit([encoder.finish()]);
-        let (in_flight, finished, ctx) = (self.in_flight.clone(), self.finished.clone(), ctx.clone());
+        let (in_flight, finished, ctx) =
+            (self.in_flight.clone(), self.finished.clone(), ctx.clone());
         self.queue.on_submitted_work_done(move || {
             if let Ok(mut f) = finished.lock() {
                 *f = Some((sigma, started.elapsed()));
@@ -250,7 +262,9 @@ impl Viewer {
             [image.width(), image.height()],
             &rgba8(&image),
         );
-        let input = cc.egui_ctx.load_texture("input", before, Default::default());
+        let input = cc
+            .egui_ctx
+            .load_texture("input", before, Default::default());
         let restorer = Restorer::new(rs, model, &image)?;
         Ok(Viewer {
             adapter: engine.describe(),
