@@ -1,7 +1,11 @@
 //! The one test harness every integration test shares (`mod harness;`):
 //! - [`models`]: small model files built in the test (no PyTorch);
 //! - [`images`]: generated pictures and their comparison;
-//! - [`gpu`]: one GPU context per test binary, random ops and tolerances for the kernel tests;
+//! - [`cases`]: the one random-case generator (tensors, levels, mixes, epilogues, ops, small
+//!   plans) and the one tolerance ([`cases::Worst`]) of every executor test;
+//! - [`backends`]: every executor behind [`backends::Backend`] and `test_backends!`, one test
+//!   per backend of a case function, each against the reference;
+//! - [`gpu`]: one GPU context per test binary (and the cases re-exported for the kernel tests);
 //! - [`plan`]: plan-building helpers;
 //! - [`app`]: a wgpu adapter and device created as an application would (`Engine::from_wgpu`).
 //!
@@ -10,6 +14,8 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod backends;
+pub mod cases;
 pub mod gpu;
 pub mod images;
 pub mod models;
