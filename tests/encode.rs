@@ -491,4 +491,18 @@ fn bad_textures_and_cpu_models_are_clear_errors() {
         )
         .unwrap();
     app.queue.submit([enc.finish()]);
+
+    // A lost device is an error naming it, not a panic, before anything is recorded.
+    app.engine.gpu_context().unwrap().simulate_device_loss();
+    let mut enc = app.device.create_command_encoder(&Default::default());
+    let e = model
+        .encode(
+            &mut enc,
+            &view(&good_in),
+            &view(&good_out),
+            &Level::alpha(0.5),
+        )
+        .unwrap_err();
+    println!("[bad encode] after device loss: {e}");
+    assert!(matches!(e, Error::DeviceLost(_)), "{e:?}");
 }
