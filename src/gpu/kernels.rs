@@ -12,6 +12,9 @@ const ELTWISE: &str = include_str!("../../wgsl/eltwise.wgsl");
 const SHUFFLE: &str = include_str!("../../wgsl/shuffle.wgsl");
 const MIX: &str = include_str!("../../wgsl/mix.wgsl");
 const FTN: &str = include_str!("../../wgsl/ftn.wgsl");
+const WINOGRAD_INPUT: &str = include_str!("../../wgsl/winograd_input.wgsl");
+const WINOGRAD_GEMM: &str = include_str!("../../wgsl/winograd_gemm.wgsl");
+const WINOGRAD_OUTPUT: &str = include_str!("../../wgsl/winograd_output.wgsl");
 
 /// Floats of workgroup memory the generic conv may use for the staged input tile and weight
 /// slab (15,840 bytes: under the 16,352-byte downlevel limit).
@@ -94,6 +97,17 @@ pub enum Kernel {
     Ftn {
         layer: u8,
     },
+    /// Winograd F(4x4, 3x3), 1 of 3: input transform (src/gpu/ops/winograd.rs).
+    WinogradInput,
+    /// Winograd, 2 of 3: the 36 GEMMs, `pw` deltas mixed into U while staging.
+    WinogradGemm {
+        pw: u8,
+    },
+    /// Winograd, 3 of 3: output transform and the fused epilogue (`pe` deltas).
+    WinogradOutput {
+        pe: u8,
+        ep: EpFlags,
+    },
 }
 
 /// Input channels staged per step by the generic conv for kernel size `k` and stride `s`.
@@ -107,6 +121,11 @@ pub fn conv_ci_tile(k: u32, s: u32) -> u32 {
 pub const CONV1X1_CI_TILE: u32 = 16;
 // The 1x1 conv stages CI_T x 128 inputs and CI_T x 16 weights.
 const _: () = assert!(CONV1X1_CI_TILE * (128 + 16) * 4 <= 16_352);
+
+/// Input channels staged per step by the Winograd GEMM.
+pub const WINOGRAD_GEMM_CI_TILE: u32 = 16;
+// The GEMM stages CI_T x 128 tiles of V and CI_T x 16 values of U.
+const _: () = assert!(WINOGRAD_GEMM_CI_TILE * (128 + 16) * 4 <= 16_352);
 
 struct Consts {
     k: u32,
@@ -164,6 +183,15 @@ impl Kernel {
             Kernel::Shuffle { unshuffle } => c.mode = (!unshuffle) as u32,
             Kernel::MixWeights { p } => c.pw = p as u32,
             Kernel::Ftn { layer } => c.mode = layer as u32,
+            Kernel::WinogradInput => {}
+            Kernel::WinogradGemm { pw } => {
+                c.pw = pw as u32;
+                c.ci_t = WINOGRAD_GEMM_CI_TILE;
+            }
+            Kernel::WinogradOutput { pe, ep } => {
+                c.pe = pe as u32;
+                c.ep = ep;
+            }
         }
         c
     }
@@ -196,12 +224,23 @@ impl Kernel {
             Kernel::Shuffle { .. } => (false, SHUFFLE),
             Kernel::MixWeights { .. } => (false, MIX),
             Kernel::Ftn { .. } => (false, FTN),
+            Kernel::WinogradInput => (true, WINOGRAD_INPUT),
+            Kernel::WinogradGemm { .. } => (true, WINOGRAD_GEMM),
+            Kernel::WinogradOutput { .. } => (true, WINOGRAD_OUTPUT),
         };
         if epilogue {
             s.push('\n');
             s.push_str(EPILOGUE);
         }
-        if matches!(self, Kernel::Conv2d { .. } | Kernel::Conv1x1 { .. }) {
+        // The Winograd kernels read the conv's uniform (and `y`, `wt` from the files above).
+        if matches!(
+            self,
+            Kernel::Conv2d { .. }
+                | Kernel::Conv1x1 { .. }
+                | Kernel::WinogradInput
+                | Kernel::WinogradGemm { .. }
+                | Kernel::WinogradOutput { .. }
+        ) {
             s.push('\n');
             s.push_str(CONV_WEIGHTS);
         }
@@ -238,7 +277,14 @@ impl Kernel {
                     v.push(Kernel::Depthwise { k, pw, pe, ep });
                 }
                 v.push(Kernel::Conv1x1 { pw, pe, ep });
+                if pw == pe {
+                    v.push(Kernel::WinogradOutput { pe, ep });
+                }
             }
+        }
+        v.push(Kernel::WinogradInput);
+        for pw in 0..=4u8 {
+            v.push(Kernel::WinogradGemm { pw });
         }
         for p in 0..=4u8 {
             for has_b in [false, true] {

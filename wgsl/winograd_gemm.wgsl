@@ -1,0 +1,98 @@
+// Winograd F(4x4, 3x3), step 2 of 3: 36 GEMMs, one per transform-domain position,
+//   M[pos][co][tile] = sum_ci U[pos][ci][co] V[pos][ci][tile],
+// with the level mix U = U(W0) + sum_p c_p U(D_p) fused into the staging of U (the filter
+// transform is linear, so the transformed basis is stored once, at upload).
+//
+// Shaped like conv1x1.wgsl: one workgroup computes 128 tiles x CO_T = 16 output channels of
+// one position; each of the 64 invocations keeps 2 tiles x 16 channels in registers. Staged
+// per step: CI_T = 16 input channels x 128 tiles of V and the 16 x 16 block of U.
+//
+// U on the GPU is laid out [PW + 1][36][cin][cout16] (zero padding channels). The grid is
+// 1-D over tile blocks (pitch dispatch.row_pitch) x (36 * cout16 / 16), z = pos * groups + g.
+// Uniform: ConvUniform (wgsl/conv_weights.wgsl); x is V, y is M.
+
+const TP: u32 = 128u;
+const CO_T: u32 = 16u;
+
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> wt: array<vec4<f32>>;
+
+var<workgroup> xs: array<f32, CI_T * TP>;
+var<workgroup> ws: array<vec4<f32>, CI_T * 4u>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let cin = prm.dims.cin;
+    let cout = prm.dims.cout;
+    let cout16 = prm.dims.cout16;
+    let nt = ((prm.dims.ow + 3u) / 4u) * ((prm.dims.oh + 3u) / 4u);
+    let groups = cout16 / CO_T;
+    let z = wid.z + prm.dispatch.group_offset.z;
+    let pos = z / groups;
+    let co0 = (z % groups) * CO_T;
+    let t0 = linear_group(wid, prm.dispatch) * TP;
+    let cf = mix_coefs(prm.mix);
+    let n_w = 36u * cin * cout16 / 4u; // vec4s per mixed part
+    let v_base = pos * cin * nt;
+    let u_base = pos * cin * (cout16 / 4u);
+
+    var s00 = vec4<f32>(0.0);
+    var s01 = vec4<f32>(0.0);
+    var s02 = vec4<f32>(0.0);
+    var s03 = vec4<f32>(0.0);
+    var s10 = vec4<f32>(0.0);
+    var s11 = vec4<f32>(0.0);
+    var s12 = vec4<f32>(0.0);
+    var s13 = vec4<f32>(0.0);
+
+    for (var ci0 = 0u; ci0 < cin; ci0 += CI_T) {
+        let nc = min(CI_T, cin - ci0);
+        workgroupBarrier();
+        for (var e = lid; e < nc * TP; e += 64u) {
+            let t = t0 + e % TP;
+            var v = 0.0;
+            if t < nt {
+                v = x[v_base + (ci0 + e / TP) * nt + t];
+            }
+            xs[e] = v;
+        }
+        for (var e = lid; e < nc * 4u; e += 64u) {
+            let g = u_base + (ci0 + e / 4u) * (cout16 / 4u) + co0 / 4u + e % 4u;
+            ws[e] = mixed_weight4(g, n_w, cf);
+        }
+        workgroupBarrier();
+        for (var cl = 0u; cl < nc; cl++) {
+            let a0 = xs[cl * TP + lid];
+            let a1 = xs[cl * TP + lid + 64u];
+            let w0 = ws[cl * 4u];
+            let w1 = ws[cl * 4u + 1u];
+            let w2 = ws[cl * 4u + 2u];
+            let w3 = ws[cl * 4u + 3u];
+            s00 += a0 * w0;
+            s01 += a0 * w1;
+            s02 += a0 * w2;
+            s03 += a0 * w3;
+            s10 += a1 * w0;
+            s11 += a1 * w1;
+            s12 += a1 * w2;
+            s13 += a1 * w3;
+        }
+    }
+
+    let acc0 = array<vec4<f32>, 4>(s00, s01, s02, s03);
+    let acc1 = array<vec4<f32>, 4>(s10, s11, s12, s13);
+    let ta = t0 + lid;
+    let tb = ta + 64u;
+    let m_base = pos * cout * nt;
+    for (var j = 0u; j < 16u; j++) {
+        let co = co0 + j;
+        if co < cout {
+            if ta < nt {
+                y[m_base + co * nt + ta] = acc0[j / 4u][j % 4u];
+            }
+            if tb < nt {
+                y[m_base + co * nt + tb] = acc1[j / 4u][j % 4u];
+            }
+        }
+    }
+}
