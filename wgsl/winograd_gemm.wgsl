@@ -3,15 +3,16 @@
 // with the level mix U = U(W0) + sum_p c_p U(D_p) fused into the staging of U (the filter
 // transform is linear, so the transformed basis is stored once, at upload).
 //
-// Shaped like conv1x1.wgsl: one workgroup computes 128 tiles x CO_T = 16 output channels of
-// one position; each of the 64 invocations keeps 2 tiles x 16 channels in registers. Staged
-// per step: CI_T = 16 input channels x 128 tiles of V and the 16 x 16 block of U.
+// One workgroup computes 256 tiles x CO_T = 16 output channels of one position; each of the
+// 64 invocations keeps 4 tiles x 16 channels in registers (64 FMAs per 4 + 16 staged loads:
+// on lavapipe, where a lane's loads cost more than its FMAs, twice conv1x1.wgsl's 2 x 16).
+// Staged per step: CI_T = 8 input channels x 256 tiles of V and the 8 x 16 block of U.
 //
 // U on the GPU is laid out [PW + 1][36][cin][cout16] (zero padding channels). The grid is
 // 1-D over tile blocks (pitch dispatch.row_pitch) x (36 * cout16 / 16), z = pos * groups + g.
 // Uniform: ConvUniform (wgsl/conv_weights.wgsl); x is V, y is M.
 
-const TP: u32 = 128u;
+const TP: u32 = 256u;
 const CO_T: u32 = 16u;
 
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -44,6 +45,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var s11 = vec4<f32>(0.0);
     var s12 = vec4<f32>(0.0);
     var s13 = vec4<f32>(0.0);
+    var s20 = vec4<f32>(0.0);
+    var s21 = vec4<f32>(0.0);
+    var s22 = vec4<f32>(0.0);
+    var s23 = vec4<f32>(0.0);
+    var s30 = vec4<f32>(0.0);
+    var s31 = vec4<f32>(0.0);
+    var s32 = vec4<f32>(0.0);
+    var s33 = vec4<f32>(0.0);
 
     for (var ci0 = 0u; ci0 < cin; ci0 += CI_T) {
         let nc = min(CI_T, cin - ci0);
@@ -62,12 +71,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
         for (var cl = 0u; cl < nc; cl++) {
-            let a0 = xs[cl * TP + lid];
-            let a1 = xs[cl * TP + lid + 64u];
             let w0 = ws[cl * 4u];
             let w1 = ws[cl * 4u + 1u];
             let w2 = ws[cl * 4u + 2u];
             let w3 = ws[cl * 4u + 3u];
+            let a0 = xs[cl * TP + lid + 0u];
+            let a1 = xs[cl * TP + lid + 64u];
+            let a2 = xs[cl * TP + lid + 128u];
+            let a3 = xs[cl * TP + lid + 192u];
             s00 += a0 * w0;
             s01 += a0 * w1;
             s02 += a0 * w2;
@@ -76,22 +87,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             s11 += a1 * w1;
             s12 += a1 * w2;
             s13 += a1 * w3;
+            s20 += a2 * w0;
+            s21 += a2 * w1;
+            s22 += a2 * w2;
+            s23 += a2 * w3;
+            s30 += a3 * w0;
+            s31 += a3 * w1;
+            s32 += a3 * w2;
+            s33 += a3 * w3;
         }
     }
 
+    let m_base = pos * cout * nt;
     let acc0 = array<vec4<f32>, 4>(s00, s01, s02, s03);
     let acc1 = array<vec4<f32>, 4>(s10, s11, s12, s13);
-    let ta = t0 + lid;
-    let tb = ta + 64u;
-    let m_base = pos * cout * nt;
+    let acc2 = array<vec4<f32>, 4>(s20, s21, s22, s23);
+    let acc3 = array<vec4<f32>, 4>(s30, s31, s32, s33);
     for (var j = 0u; j < 16u; j++) {
         let co = co0 + j;
         if co < cout {
-            if ta < nt {
-                y[m_base + co * nt + ta] = acc0[j / 4u][j % 4u];
+            let row = m_base + co * nt + t0 + lid;
+            if t0 + lid + 0u < nt {
+                y[row + 0u] = acc0[j / 4u][j % 4u];
             }
-            if tb < nt {
-                y[m_base + co * nt + tb] = acc1[j / 4u][j % 4u];
+            if t0 + lid + 64u < nt {
+                y[row + 64u] = acc1[j / 4u][j % 4u];
+            }
+            if t0 + lid + 128u < nt {
+                y[row + 128u] = acc2[j / 4u][j % 4u];
+            }
+            if t0 + lid + 192u < nt {
+                y[row + 192u] = acc3[j / 4u][j % 4u];
             }
         }
     }

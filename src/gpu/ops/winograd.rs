@@ -247,7 +247,7 @@ impl WinogradOp {
                 ..Default::default()
             },
         });
-        let (g, ug) = blocks(t, 128);
+        let (g, ug) = blocks(t, 256);
         out.push(Launch {
             kernel: self.gemm,
             uniform: Uniform::new(ug),
