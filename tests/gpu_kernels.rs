@@ -738,6 +738,9 @@ fn throughput() {
         let level = rand_level(&mut r);
         gp.run(&x, &level).unwrap();
         // The fastest of 5 runs: the machine is shared, and interference only adds time.
+        // The process's CPU seconds per run are printed too: on a software adapter they count
+        // the work whatever else the cores are doing.
+        let cpu0 = process_cpu_seconds();
         let s = (0..5)
             .map(|_| {
                 let t = std::time::Instant::now();
@@ -745,15 +748,31 @@ fn throughput() {
                 t.elapsed().as_secs_f64()
             })
             .fold(f64::INFINITY, f64::min);
+        let cpu = (process_cpu_seconds() - cpu0) / 5.0;
         let macs_per_px = if dw { c * k * k } else { c * c * k * k };
         let gflop = 2.0 * (macs_per_px * size * size * layers) as f64 / 1e9;
         println!(
-            "[throughput] {name:<32} {size}x{size}, {layers} layers: {:8.2} ms/run, {:8.1} GFLOP/s (incl. upload + readback of {:.1} MiB)",
+            "[throughput] {name:<32} {size}x{size}, {layers} layers: {:8.2} ms/run, {:8.1} GFLOP/s, {:8.2} CPU ms/run (incl. upload + readback of {:.1} MiB)",
             s * 1e3,
             gflop / s,
+            cpu * 1e3,
             2.0 * (c * size * size * 4) as f64 / (1 << 20) as f64
         );
     }
+}
+
+/// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
 }
 
 #[test]

@@ -4,9 +4,10 @@
 // transform is linear, so the transformed basis is stored once, at upload).
 //
 // One workgroup computes 256 tiles x CO_T = 16 output channels of one position; each of the
-// 64 invocations keeps 4 tiles x 16 channels in registers (64 FMAs per 4 + 16 staged loads:
-// on lavapipe, where a lane's loads cost more than its FMAs, twice conv1x1.wgsl's 2 x 16).
-// Staged per step: CI_T = 8 input channels x 256 tiles of V and the 8 x 16 block of U.
+// 64 invocations keeps 4 tiles x 16 channels in registers: per input channel 4 loads of V
+// and 4 vec4 of U for 64 FMAs. Only U is staged in workgroup memory (CI_T channels x 16,
+// mixed on the way): V is read by one invocation only, so staging it (as the first version,
+// 2 tiles x 16 staged like conv1x1.wgsl, did) buys no reuse and costs a store and a barrier.
 //
 // U on the GPU is laid out [PW + 1][36][cin][cout16] (zero padding channels). The grid is
 // 1-D over tile blocks (pitch dispatch.row_pitch) x (36 * cout16 / 16), z = pos * groups + g.
@@ -18,7 +19,6 @@ const CO_T: u32 = 16u;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> wt: array<vec4<f32>>;
 
-var<workgroup> xs: array<f32, CI_T * TP>;
 var<workgroup> ws: array<vec4<f32>, CI_T * 4u>;
 
 @compute @workgroup_size(64, 1, 1)
@@ -34,8 +34,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t0 = linear_group(wid, prm.dispatch) * TP;
     let cf = mix_coefs(prm.mix);
     let n_w = 36u * cin * cout16 / 4u; // vec4s per mixed part
-    let v_base = pos * cin * nt;
     let u_base = pos * cin * (cout16 / 4u);
+    // This invocation's 4 tiles, clamped into the tensor (tiles past nt are not stored).
+    let va = pos * cin * nt + min(t0 + lid, nt - 1u);
+    let vb = pos * cin * nt + min(t0 + lid + 64u, nt - 1u);
+    let vc = pos * cin * nt + min(t0 + lid + 128u, nt - 1u);
+    let vd = pos * cin * nt + min(t0 + lid + 192u, nt - 1u);
 
     var s00 = vec4<f32>(0.0);
     var s01 = vec4<f32>(0.0);
@@ -57,14 +61,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var ci0 = 0u; ci0 < cin; ci0 += CI_T) {
         let nc = min(CI_T, cin - ci0);
         workgroupBarrier();
-        for (var e = lid; e < nc * TP; e += 64u) {
-            let t = t0 + e % TP;
-            var v = 0.0;
-            if t < nt {
-                v = x[v_base + (ci0 + e / TP) * nt + t];
-            }
-            xs[e] = v;
-        }
         for (var e = lid; e < nc * 4u; e += 64u) {
             let g = u_base + (ci0 + e / 4u) * (cout16 / 4u) + co0 / 4u + e % 4u;
             ws[e] = mixed_weight4(g, n_w, cf);
@@ -75,10 +71,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let w1 = ws[cl * 4u + 1u];
             let w2 = ws[cl * 4u + 2u];
             let w3 = ws[cl * 4u + 3u];
-            let a0 = xs[cl * TP + lid + 0u];
-            let a1 = xs[cl * TP + lid + 64u];
-            let a2 = xs[cl * TP + lid + 128u];
-            let a3 = xs[cl * TP + lid + 192u];
+            let row = (ci0 + cl) * nt;
+            let a0 = x[va + row];
+            let a1 = x[vb + row];
+            let a2 = x[vc + row];
+            let a3 = x[vd + row];
             s00 += a0 * w0;
             s01 += a0 * w1;
             s02 += a0 * w2;

@@ -123,9 +123,9 @@ pub const CONV1X1_CI_TILE: u32 = 16;
 const _: () = assert!(CONV1X1_CI_TILE * (128 + 16) * 4 <= 16_352);
 
 /// Input channels staged per step by the Winograd GEMM.
-pub const WINOGRAD_GEMM_CI_TILE: u32 = 8;
-// The GEMM stages CI_T x 256 tiles of V and CI_T x 16 values of U.
-const _: () = assert!(WINOGRAD_GEMM_CI_TILE * (256 + 16) * 4 <= 16_352);
+pub const WINOGRAD_GEMM_CI_TILE: u32 = 32;
+// The GEMM stages CI_T x 16 values of U (V is read straight into registers).
+const _: () = assert!(WINOGRAD_GEMM_CI_TILE * 16 * 4 <= 16_352);
 
 struct Consts {
     k: u32,
