@@ -124,8 +124,8 @@ const _: () = assert!(CONV1X1_CI_TILE * (128 + 16) * 4 <= 16_352);
 
 /// Input channels staged per step by the Winograd GEMM.
 pub const WINOGRAD_GEMM_CI_TILE: u32 = 32;
-// The GEMM stages CI_T x 16 values of U (V is read straight into registers).
-const _: () = assert!(WINOGRAD_GEMM_CI_TILE * 16 * 4 <= 16_352);
+// The GEMM stages 4 positions x CI_T x 16 values of U (V is read straight into registers).
+const _: () = assert!(4 * WINOGRAD_GEMM_CI_TILE * 16 * 4 <= 16_352);
 
 struct Consts {
     k: u32,

@@ -247,11 +247,12 @@ impl WinogradOp {
                 ..Default::default()
             },
         });
-        let (g, ug) = blocks(t, 256);
+        // 64 tiles x 4 positions x 16 output channels per workgroup.
+        let (g, ug) = blocks(t, 64);
         out.push(Launch {
             kernel: self.gemm,
             uniform: Uniform::new(ug),
-            grid: [g[0], g[1], POS as u32 * (u.dims.cout16 / 16)],
+            grid: [g[0], g[1], (POS / 4) as u32 * (u.dims.cout16 / 16)],
             bind: Bindings {
                 x: Some(v),
                 wt: Some(weights),
