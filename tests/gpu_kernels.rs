@@ -166,11 +166,27 @@ fn winograd_every_deltas_count_and_epilogue() {
             noise: p == 2,
             ..ConvSpec::new(6, 20, 3, 1, p, NO_EP)
         };
-        check_conv_path(&ctx, &mut wp, 6100 + p as u64, &s, 9, 11, WinogradMode::Always);
+        check_conv_path(
+            &ctx,
+            &mut wp,
+            6100 + p as u64,
+            &s,
+            9,
+            11,
+            WinogradMode::Always,
+        );
     }
     for (i, ep) in EpFlags::all().into_iter().enumerate() {
         let s = ConvSpec::new(3, 5, 3, 1, 1, ep);
-        check_conv_path(&ctx, &mut we, 6200 + i as u64, &s, 5, 7, WinogradMode::Always);
+        check_conv_path(
+            &ctx,
+            &mut we,
+            6200 + i as u64,
+            &s,
+            5,
+            7,
+            WinogradMode::Always,
+        );
     }
     wp.print();
     we.print();
@@ -193,8 +209,14 @@ fn winograd_and_direct_agree_fused_and_unfused() {
             let wino = check_conv_path(&ctx, &mut w, seed, &s, 10, 13, WinogradMode::Always);
             // The rule alone (Auto) picks Winograd for these channel counts.
             let auto = check_conv_path(&ctx, &mut w, seed, &s, 10, 13, WinogradMode::Auto);
-            assert_ne!(direct.data, wino.data, "case {i}: the Winograd path did not run");
-            assert_eq!(auto.data, wino.data, "case {i}: the rule did not pick Winograd");
+            assert_ne!(
+                direct.data, wino.data,
+                "case {i}: the Winograd path did not run"
+            );
+            assert_eq!(
+                auto.data, wino.data,
+                "case {i}: the rule did not pick Winograd"
+            );
         }
     }
     w.print();
@@ -707,7 +729,14 @@ fn throughput() {
         ("conv3x3 48->48 P=1 direct", 48, 3, false, 1, direct),
         ("conv3x3 64->64 P=0 winograd", 64, 3, false, 0, auto),
         ("conv3x3 64->64 P=0 direct", 64, 3, false, 0, direct),
-        ("conv3x3 64->64 P=1 (fused mix) direct", 64, 3, false, 1, direct),
+        (
+            "conv3x3 64->64 P=1 (fused mix) direct",
+            64,
+            3,
+            false,
+            1,
+            direct,
+        ),
         ("conv1x1 64->64 P=0", 64, 1, false, 0, auto),
         ("conv5x5 32->32 P=0", 32, 5, false, 0, auto),
         ("depthwise3x3 64 P=1", 64, 3, true, 1, auto),

@@ -273,7 +273,11 @@ impl GpuPlan {
         // Scratch buffers (Winograd's), the largest each node asks for, shared by all nodes.
         let mut scratch_bytes: Vec<u64> = vec![];
         for (n, op) in self.graph.nodes.iter().zip(&self.ops) {
-            for (i, b) in op.scratch_bytes(shapes[n.output], max).into_iter().enumerate() {
+            for (i, b) in op
+                .scratch_bytes(shapes[n.output], max)
+                .into_iter()
+                .enumerate()
+            {
                 match scratch_bytes.get_mut(i) {
                     Some(s) => *s = (*s).max(b),
                     None => scratch_bytes.push(b),

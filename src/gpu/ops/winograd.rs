@@ -67,7 +67,10 @@ pub fn mode() -> WinogradMode {
     if let Some(m) = FORCED.with(|c| c.get()) {
         return m;
     }
-    match std::env::var("TUNABLE_GPU_WINOGRAD").as_deref().map(str::trim) {
+    match std::env::var("TUNABLE_GPU_WINOGRAD")
+        .as_deref()
+        .map(str::trim)
+    {
         Ok("0") => WinogradMode::Never,
         Ok("1") => WinogradMode::Always,
         _ => WinogradMode::Auto,
@@ -288,7 +291,10 @@ mod tests {
     fn f43_transforms_compute_a_correlation() {
         let g = [0.3f64, -1.2, 0.7];
         let d = [1.0f64, -2.0, 0.5, 3.0, -0.25, 1.5];
-        let gg: Vec<f64> = G.iter().map(|r| r[0] * g[0] + r[1] * g[1] + r[2] * g[2]).collect();
+        let gg: Vec<f64> = G
+            .iter()
+            .map(|r| r[0] * g[0] + r[1] * g[1] + r[2] * g[2])
+            .collect();
         let bt = [
             4.0 * d[0] - 5.0 * d[2] + d[4],
             -4.0 * d[1] - 4.0 * d[2] + d[3] + d[4],
