@@ -73,7 +73,7 @@ pub(crate) struct ConvOp {
     part_len: u32,
     /// The Winograd path, when the rule picks it (the direct conv stays for sizes whose
     /// scratch buffers would not fit).
-    winograd: Option<WinogradOp>,
+    winograd: Option<Box<WinogradOp>>,
 }
 
 /// The weights `[P+1][cout][cin][k*k]` (PyTorch order) re-laid out as
@@ -141,7 +141,7 @@ impl ConvOp {
         let winograd = if winograd::picks(c, winograd::mode())
             && winograd::weight_bytes(c, cout16) <= ctx.max_tensor_bytes()
         {
-            Some(WinogradOp::upload(ctx, name, c, cout16, ep)?)
+            Some(Box::new(WinogradOp::upload(ctx, name, c, cout16, ep)?))
         } else {
             // Compiled now, not on the first run; a Winograd conv compiles it only if a size
             // ever falls back to it.
