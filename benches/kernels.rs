@@ -21,6 +21,7 @@ use tunable::plan::{
 use tunable::tensor::{Shape, Tensor};
 use tunable::testing::cpu::fast::FastPlan;
 use tunable::testing::cpu::reference;
+use tunable::testing::gpu::ops::winograd::{with_mode, WinogradMode};
 use tunable::testing::gpu::{GpuContext, GpuPlan};
 
 /// (adapter name contains, fp32 TFLOP/s, memory TB/s): published figures.
@@ -36,6 +37,9 @@ struct Case {
     reads_input: bool,
     flops_per_px: f64,
     weight_floats: usize,
+    /// The GPU conv path (the rule picks Winograd for the 3x3 rows; `Never` times the direct
+    /// conv, as `TUNABLE_GPU_WINOGRAD=0` would).
+    mode: WinogradMode,
 }
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -72,12 +76,22 @@ fn cases() -> Vec<Case> {
     let conv_flops = |k: usize| 2.0 * (C * C * k * k) as f64;
     vec![
         Case {
-            name: "conv 3x3 48->48, fused mix P=1, ReLU",
+            name: "conv 3x3 48->48, fused mix P=1, ReLU (GPU: Winograd F(4x4,3x3))",
             op: |p| conv(3, p, false),
             deltas: 1,
             reads_input: false,
             flops_per_px: conv_flops(3),
             weight_floats: 2 * C * C * 9,
+            mode: WinogradMode::Auto,
+        },
+        Case {
+            name: "conv 3x3 48->48, fused mix P=1, ReLU (GPU: direct)",
+            op: |p| conv(3, p, false),
+            deltas: 1,
+            reads_input: false,
+            flops_per_px: conv_flops(3),
+            weight_floats: 2 * C * C * 9,
+            mode: WinogradMode::Never,
         },
         Case {
             name: "conv 3x3 48->48, unfused mix P=1 (mix pass + conv)",
@@ -86,6 +100,7 @@ fn cases() -> Vec<Case> {
             reads_input: false,
             flops_per_px: conv_flops(3),
             weight_floats: 2 * C * C * 9,
+            mode: WinogradMode::Auto,
         },
         Case {
             name: "conv 3x3 48->48, no knob",
@@ -94,6 +109,7 @@ fn cases() -> Vec<Case> {
             reads_input: false,
             flops_per_px: conv_flops(3),
             weight_floats: C * C * 9,
+            mode: WinogradMode::Auto,
         },
         Case {
             name: "conv 1x1 48->48, no knob",
@@ -102,6 +118,7 @@ fn cases() -> Vec<Case> {
             reads_input: false,
             flops_per_px: conv_flops(1),
             weight_floats: C * C,
+            mode: WinogradMode::Auto,
         },
         Case {
             name: "depthwise 3x3 x48, P=1",
@@ -123,6 +140,7 @@ fn cases() -> Vec<Case> {
             reads_input: false,
             flops_per_px: 2.0 * (C * 9) as f64,
             weight_floats: 2 * C * 9,
+            mode: WinogradMode::Auto,
         },
         Case {
             name: "eltwise u*a + v*b x48, P=1",
@@ -139,6 +157,7 @@ fn cases() -> Vec<Case> {
             reads_input: true,
             flops_per_px: 3.0 * C as f64,
             weight_floats: 0,
+            mode: WinogradMode::Auto,
         },
     ]
 }
@@ -229,14 +248,19 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for case in cases() {
         for &s in &sizes {
+            if case.mode == WinogradMode::Never && !backends.contains("gpu") {
+                continue; // the same CPU row as the case before
+            }
             let x = Tensor::from_vec(Shape::new(C, s, s), values(C * s * s, 7));
             let one = chain(&case, 1);
             let many = chain(&case, n);
             let want = reference::run_plan(&one, &level, &x);
             let mut rows: Vec<Row> = vec![];
             if let (Some(ctx), Some(name)) = (&gpu, &gpu_name) {
-                let a = GpuPlan::new(ctx.clone(), &one).expect("GPU plan");
-                let b = GpuPlan::new(ctx.clone(), &many).expect("GPU plan");
+                let (a, b) = with_mode(case.mode, || {
+                    let a = GpuPlan::new(ctx.clone(), &one).expect("GPU plan");
+                    (a, GpuPlan::new(ctx.clone(), &many).expect("GPU plan"))
+                });
                 rows.push((format!("gpu: {name}"), Box::new(a), Box::new(b)));
             }
             if backends.contains("cpu") {

@@ -307,6 +307,25 @@ impl GpuPlan {
             }
         }
 
+        // Scratch buffers (Winograd's), the largest each node asks for, shared by all nodes.
+        let mut scratch_bytes: Vec<u64> = vec![];
+        for (n, op) in self.graph.nodes.iter().zip(&self.ops) {
+            for (i, b) in op
+                .scratch_bytes(shapes[n.output], max)
+                .into_iter()
+                .enumerate()
+            {
+                match scratch_bytes.get_mut(i) {
+                    Some(s) => *s = (*s).max(b),
+                    None => scratch_bytes.push(b),
+                }
+            }
+        }
+        let scratch = scratch_bytes
+            .iter()
+            .map(|&b| ctx.create_buffer("scratch", b, STORAGE))
+            .collect::<Result<Vec<_>>>()?;
+
         // Launches.
         let mut launches: Vec<Launch> = vec![];
         let max = ctx.info().max_workgroups_per_dim;
@@ -318,6 +337,7 @@ impl GpuPlan {
                 y: buf(n.output),
                 input: shapes[n.input],
                 output: shapes[n.output],
+                scratch: scratch.clone(),
             };
             op.launches(&io, max, &mut launches);
         }
@@ -329,7 +349,7 @@ impl GpuPlan {
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
         let dispatches: usize = steps.iter().map(|s| s.pieces.len()).sum();
-        let bytes = pool.iter().map(|b| b.size()).sum::<u64>()
+        let bytes = pool.iter().chain(&scratch).map(|b| b.size()).sum::<u64>()
             + out_bytes
             + dispatches as u64 * UNIFORM_STRIDE;
         Ok(Prepared {

@@ -15,6 +15,9 @@ const FTN: &str = include_str!("../../wgsl/ftn.wgsl");
 const TEXTURE_IO: &str = include_str!("../../wgsl/texture_io.wgsl");
 const TEXTURE_IN: &str = include_str!("../../wgsl/texture_in.wgsl");
 const TEXTURE_OUT: &str = include_str!("../../wgsl/texture_out.wgsl");
+const WINOGRAD_INPUT: &str = include_str!("../../wgsl/winograd_input.wgsl");
+const WINOGRAD_GEMM: &str = include_str!("../../wgsl/winograd_gemm.wgsl");
+const WINOGRAD_OUTPUT: &str = include_str!("../../wgsl/winograd_output.wgsl");
 
 /// Floats of workgroup memory the generic conv may use for the staged input tile and weight
 /// slab (15,840 bytes: under the 16,352-byte downlevel limit).
@@ -105,6 +108,17 @@ pub enum Kernel {
     TextureOut {
         gray: bool,
         format: TextureFormat,
+    },
+    /// Winograd F(4x4, 3x3), 1 of 3: input transform (src/gpu/ops/winograd.rs).
+    WinogradInput,
+    /// Winograd, 2 of 3: the 36 GEMMs, `pw` deltas mixed into U while staging.
+    WinogradGemm {
+        pw: u8,
+    },
+    /// Winograd, 3 of 3: output transform and the fused epilogue (`pe` deltas).
+    WinogradOutput {
+        pe: u8,
+        ep: EpFlags,
     },
 }
 
@@ -273,6 +287,11 @@ pub const CONV1X1_CI_TILE: u32 = 16;
 // The 1x1 conv stages CI_T x 128 inputs and CI_T x 16 weights.
 const _: () = assert!(CONV1X1_CI_TILE * (128 + 16) * 4 <= 16_352);
 
+/// Input channels staged per step by the Winograd GEMM.
+pub const WINOGRAD_GEMM_CI_TILE: u32 = 32;
+// The GEMM stages 4 positions x CI_T x 16 values of U (V is read straight into registers).
+const _: () = assert!(4 * WINOGRAD_GEMM_CI_TILE * 16 * 4 <= 16_352);
+
 struct Consts {
     k: u32,
     s: u32,
@@ -330,6 +349,15 @@ impl Kernel {
             Kernel::MixWeights { p } => c.pw = p as u32,
             Kernel::Ftn { layer } => c.mode = layer as u32,
             Kernel::TextureIn { .. } | Kernel::TextureOut { .. } => {}
+            Kernel::WinogradInput => {}
+            Kernel::WinogradGemm { pw } => {
+                c.pw = pw as u32;
+                c.ci_t = WINOGRAD_GEMM_CI_TILE;
+            }
+            Kernel::WinogradOutput { pe, ep } => {
+                c.pe = pe as u32;
+                c.ep = ep;
+            }
         }
         c
     }
@@ -340,6 +368,7 @@ impl Kernel {
             Kernel::Conv2d { ep, .. }
             | Kernel::Conv1x1 { ep, .. }
             | Kernel::Depthwise { ep, .. }
+            | Kernel::WinogradOutput { ep, .. }
                 if ep.combine =>
             {
                 ep.others.min(2) as u32
@@ -364,6 +393,9 @@ impl Kernel {
             Kernel::Eltwise { .. } => xy | StorageSet::EP | others,
             Kernel::Ftn { .. } => xy | StorageSet::WT | StorageSet::EP,
             Kernel::Shuffle { .. } | Kernel::MixWeights { .. } => xy,
+            Kernel::WinogradInput => xy,
+            Kernel::WinogradGemm { .. } => xy | StorageSet::WT,
+            Kernel::WinogradOutput { .. } => xy | StorageSet::EP | others,
             Kernel::TextureIn { .. } => StorageSet::Y,
             Kernel::TextureOut { .. } => StorageSet::X,
         })
@@ -448,13 +480,24 @@ impl Kernel {
             Kernel::MixWeights { .. } => (false, MIX),
             Kernel::Ftn { .. } => (false, FTN),
             Kernel::TextureIn { .. } | Kernel::TextureOut { .. } => unreachable!("texture_source"),
+            Kernel::WinogradInput => (true, WINOGRAD_INPUT),
+            Kernel::WinogradGemm { .. } => (true, WINOGRAD_GEMM),
+            Kernel::WinogradOutput { .. } => (true, WINOGRAD_OUTPUT),
         };
         if epilogue {
             s.push('\n');
             s.push_str(&self.others_source());
             s.push_str(EPILOGUE);
         }
-        if matches!(self, Kernel::Conv2d { .. } | Kernel::Conv1x1 { .. }) {
+        // The Winograd kernels read the conv's uniform (and `y`, `wt` from the files above).
+        if matches!(
+            self,
+            Kernel::Conv2d { .. }
+                | Kernel::Conv1x1 { .. }
+                | Kernel::WinogradInput
+                | Kernel::WinogradGemm { .. }
+                | Kernel::WinogradOutput { .. }
+        ) {
             s.push('\n');
             s.push_str(CONV_WEIGHTS);
         }
@@ -491,7 +534,14 @@ impl Kernel {
                     v.push(Kernel::Depthwise { k, pw, pe, ep });
                 }
                 v.push(Kernel::Conv1x1 { pw, pe, ep });
+                if pw == pe {
+                    v.push(Kernel::WinogradOutput { pe, ep });
+                }
             }
+        }
+        v.push(Kernel::WinogradInput);
+        for pw in 0..=4u8 {
+            v.push(Kernel::WinogradGemm { pw });
         }
         for p in 0..=4u8 {
             for has_b in [false, true] {

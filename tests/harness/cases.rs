@@ -406,9 +406,22 @@ impl Worst {
     /// Checks `got` against `reference` (see [`Worst`]); panics at the first element out of
     /// tolerance (or NaN), naming the case, the element and both values.
     pub fn check(&mut self, case: &str, got: &Tensor, reference: &Tensor, reduction: usize) {
+        self.check_scaled(case, got, reference, reduction, 1.0);
+    }
+
+    /// `check` with the absolute tolerance times `factor`: for algorithms with a larger
+    /// rounding error than the direct sum (Winograd's transforms).
+    pub fn check_scaled(
+        &mut self,
+        case: &str,
+        got: &Tensor,
+        reference: &Tensor,
+        reduction: usize,
+        factor: f32,
+    ) {
         assert_eq!(got.shape, reference.shape, "{}: {case}: shape", self.name);
         let scale = reference.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let atol = 2e-6 * (reduction.max(1) as f32).sqrt() * scale;
+        let atol = factor * 2e-6 * (reduction.max(1) as f32).sqrt() * scale;
         let Shape { h, w, .. } = reference.shape;
         let mut worst = 0.0f32;
         for (i, (g, r)) in got.data.iter().zip(&reference.data).enumerate() {

@@ -1,10 +1,12 @@
 //! The dense conv (wgsl/conv2d.wgsl, and wgsl/conv1x1.wgsl for 1x1 stride 1), with the level
 //! mix fused into its weight staging or, for the unfused baseline, done first by the mix pass
-//! (`super::mix`). The uniform is `ConvUniform` in wgsl/conv_weights.wgsl.
+//! (`super::mix`). The uniform is `ConvUniform` in wgsl/conv_weights.wgsl. Stride-1 3x3
+//! convs may run as Winograd F(4x4, 3x3) instead (`super::winograd`, which says when).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::epilogue::{self, EpOffsets};
+use super::winograd::{self, WinogradOp};
 use super::{
     mix, u32_of, upload_floats, Bindings, Dispatch, KernelUniform, Launch, LevelMix, NodeIo,
     Uniform, STORAGE,
@@ -12,7 +14,7 @@ use super::{
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{grid_1d, Kernel};
-use crate::plan::{Conv2d, Node};
+use crate::plan::{Conv2d, Node, Shape};
 
 /// The conv's sizes (`ConvDims` in wgsl/conv_weights.wgsl).
 #[repr(C)]
@@ -69,6 +71,9 @@ pub(crate) struct ConvOp {
     uniform: ConvUniform,
     /// Floats per part of the GPU weight layout.
     part_len: u32,
+    /// The Winograd path, when the rule picks it (the direct conv stays for sizes whose
+    /// scratch buffers would not fit).
+    winograd: Option<Box<WinogradOp>>,
 }
 
 /// The weights `[P+1][cout][cin][k*k]` (PyTorch order) re-laid out as
@@ -133,7 +138,16 @@ impl ConvOp {
                 ep,
             }
         };
-        ctx.pipeline(kernel)?;
+        let winograd = if winograd::picks(c, winograd::mode())
+            && winograd::weight_bytes(c, cout16) <= ctx.max_tensor_bytes()
+        {
+            Some(Box::new(WinogradOp::upload(ctx, name, c, cout16, ep)?))
+        } else {
+            // Compiled now, not on the first run; a Winograd conv compiles it only if a size
+            // ever falls back to it.
+            ctx.pipeline(kernel)?;
+            None
+        };
         let unfused = if unfused {
             let mk = Kernel::MixWeights { p: deltas as u8 };
             ctx.pipeline(mk)?;
@@ -149,11 +163,39 @@ impl ConvOp {
             ep: upload_floats(ctx, name, "epilogue", &packed.data)?,
             uniform,
             part_len: u32_of(part, "weights")?,
+            winograd,
         })
+    }
+
+    /// Bytes of the scratch buffers a run writing `output` needs (Winograd's V and M; none
+    /// for the direct conv), or none when they would not fit in one binding of `max` bytes.
+    pub(crate) fn scratch_bytes(&self, output: Shape, max: u64) -> Vec<u64> {
+        if self.winograd.is_none() {
+            return vec![];
+        }
+        let d = &self.uniform.dims;
+        let need = winograd::scratch_bytes(d.cin as usize, d.cout as usize, output);
+        if need.iter().all(|&b| b <= max && b / 4 <= u32::MAX as u64) {
+            need.to_vec()
+        } else {
+            vec![]
+        }
     }
 
     /// The conv on `io`, after the mix pass when unfused.
     pub(crate) fn launches(&self, io: &NodeIo, max: u32, out: &mut Vec<Launch>) {
+        let (s, o) = (io.input, io.output);
+        let mut u = self.uniform;
+        u.dims.tensor_cin = s.c as u32;
+        u.dims.ih = s.h as u32;
+        u.dims.iw = s.w as u32;
+        u.dims.oh = o.h as u32;
+        u.dims.ow = o.w as u32;
+        if let Some(w) = &self.winograd {
+            if w.launches(io, u, &self.ep, max, out) {
+                return;
+            }
+        }
         let weights = match &self.unfused {
             Some((mk, mixed)) => {
                 out.push(mix::launch(
@@ -168,13 +210,6 @@ impl ConvOp {
             }
             None => self.weights.clone(),
         };
-        let (s, o) = (io.input, io.output);
-        let mut u = self.uniform;
-        u.dims.tensor_cin = s.c as u32;
-        u.dims.ih = s.h as u32;
-        u.dims.iw = s.w as u32;
-        u.dims.oh = o.h as u32;
-        u.dims.ow = o.w as u32;
         let co_groups = u.dims.cout.div_ceil(16);
         let grid = match self.kernel {
             // 128 pixels per workgroup, 1-D over the plane.

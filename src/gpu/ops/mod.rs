@@ -15,6 +15,7 @@ pub mod ftn;
 pub mod mix;
 pub mod shuffle;
 pub mod texture;
+pub mod winograd;
 
 use bytemuck::{Pod, Zeroable};
 
@@ -132,6 +133,9 @@ pub(crate) struct NodeIo {
     pub y: wgpu::Buffer,
     pub input: Shape,
     pub output: Shape,
+    /// Scratch buffers of at least the sizes `GpuOp::scratch_bytes` asked for (shared by
+    /// every node of a run: the steps run one after another).
+    pub scratch: Vec<wgpu::Buffer>,
 }
 
 impl NodeIo {
@@ -158,6 +162,15 @@ impl GpuOp {
             Op::Unshuffle => GpuOp::Shuffle(shuffle::ShuffleOp::upload(ctx, true)?),
             Op::Shuffle => GpuOp::Shuffle(shuffle::ShuffleOp::upload(ctx, false)?),
         })
+    }
+
+    /// Bytes of the scratch buffers a run writing `output` needs (one storage binding is
+    /// `max` bytes); the executor passes buffers at least this large in `NodeIo::scratch`.
+    pub fn scratch_bytes(&self, output: Shape, max: u64) -> Vec<u64> {
+        match self {
+            GpuOp::Conv(c) => c.scratch_bytes(output, max),
+            _ => vec![],
+        }
     }
 
     /// The launches of one run on these tensors (`max`: workgroups per grid dimension).
