@@ -9,7 +9,7 @@
 set -uo pipefail
 DRY=${DRY_RUN:-0}
 if [ "$DRY" = 1 ]; then
-  export TUNABLE_BENCH_GPU=1; BENCH_SIZES=16; BENCH_ROUNDS=3
+  export TUNABLE_BENCH_GPU=1; BENCH_SIZES=16; BENCH_ROUNDS=3; KERNEL_SIZES=32
 else
   for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 fi
@@ -43,6 +43,10 @@ for size in ${BENCH_SIZES:-256 64}; do
   TUNABLE_BENCH_BACKENDS=gpu TUNABLE_BENCH_SIZE=$size TUNABLE_BENCH_ROUNDS=${BENCH_ROUNDS:-31} TUNABLE_BENCH_TABLE_ONLY=1 \
     timeout 90 $B/modulation --bench 2>&1 | tee -a "$O/eval/bench.txt" | tail -n 9
 done
+# Per-kernel table (benches/kernels.rs: Winograd and direct rows of the 3x3 conv, 1x1, ...).
+say kernels-bench
+timeout 120 $B/kernels --bench --sizes ${KERNEL_SIZES:-256,512} --backends gpu \
+  2>&1 | tee "$O/eval/kernels_bench.txt" | tail -n 14
 say eval
 [ "$DRY" = 1 ] || for m in cfsnet adafm ftn dni; do
   $B/tunable eval --model weights/denoise-$m-color.safetensors --data .data/CBSD68 \
@@ -57,4 +61,8 @@ say kernels
 TUNABLE_REQUIRE_GPU=1 timeout 40 $B/gpu_kernels --test-threads 1 --nocapture 2>&1 | tee "$O/eval/kernels.txt" | tail -n 25
 say golden
 TUNABLE_REQUIRE_GPU=1 timeout 20 $B/golden --nocapture 2>&1 | tee "$O/eval/golden.txt" | tail -n 40
+say encode
+TUNABLE_REQUIRE_GPU=1 timeout 40 $B/encode --test-threads 1 --nocapture 2>&1 | tee "$O/eval/encode.txt" | tail -n 15
+say executors
+TUNABLE_REQUIRE_GPU=1 timeout 60 $B/executors --nocapture 2>&1 | tee "$O/eval/executors.txt" | tail -n 5
 say done

@@ -12,6 +12,9 @@ cp target/release/tunable .gpubin/
 bin_of() { cargo "$@" --no-run 2>&1 | grep -o 'target/release/deps/[A-Za-z0-9_]*-[0-9a-f]*' | tail -n 1; }
 cp "$(bin_of test --release --test gpu_kernels)" .gpubin/gpu_kernels
 cp "$(bin_of test --release --test golden)" .gpubin/golden
+cp "$(bin_of test --release --test encode)" .gpubin/encode
+cp "$(bin_of test --release --test executors)" .gpubin/executors
+cp "$(bin_of bench --bench kernels)" .gpubin/kernels
 cp "$(bin_of bench --bench modulation)" .gpubin/modulation
 strip .gpubin/*
 ls -la .gpubin
