@@ -254,12 +254,36 @@ impl GpuPlan {
         self.graph.shapes(&given)
     }
 
+    /// Bytes of the scratch buffers (Winograd's) at these shapes: the largest each node asks
+    /// for, per slot, shared by all nodes.
+    fn scratch_bytes(&self, shapes: &[Shape], max: u64) -> Vec<u64> {
+        let mut bytes: Vec<u64> = vec![];
+        for (n, op) in self.graph.nodes.iter().zip(&self.ops) {
+            for (i, b) in op
+                .scratch_bytes(shapes[n.output], max)
+                .into_iter()
+                .enumerate()
+            {
+                match bytes.get_mut(i) {
+                    Some(s) => *s = (*s).max(b),
+                    None => bytes.push(b),
+                }
+            }
+        }
+        bytes
+    }
+
     /// Allocates the size-dependent state for these input shapes.
     fn prepare(&self, ext: &[Shape]) -> Result<Prepared> {
         let ctx = &self.ctx;
         let shapes = self.shapes(ext)?;
-        self.graph.run_memory(&shapes).check(ext[0])?;
         let max = ctx.max_tensor_bytes();
+        let scratch_bytes = self.scratch_bytes(&shapes, max);
+        // The scratch (Winograd's transformed tiles) lives as long as the run: it counts
+        // against the run's memory limit beside the activations.
+        let mut memory = self.graph.run_memory(&shapes);
+        memory.peak_bytes += scratch_bytes.iter().sum::<u64>();
+        memory.check(ext[0])?;
         for (t, s) in shapes.iter().enumerate() {
             let bytes = s.len() as u64 * 4;
             if bytes > max {
@@ -307,20 +331,6 @@ impl GpuPlan {
             }
         }
 
-        // Scratch buffers (Winograd's), the largest each node asks for, shared by all nodes.
-        let mut scratch_bytes: Vec<u64> = vec![];
-        for (n, op) in self.graph.nodes.iter().zip(&self.ops) {
-            for (i, b) in op
-                .scratch_bytes(shapes[n.output], max)
-                .into_iter()
-                .enumerate()
-            {
-                match scratch_bytes.get_mut(i) {
-                    Some(s) => *s = (*s).max(b),
-                    None => scratch_bytes.push(b),
-                }
-            }
-        }
         let scratch = scratch_bytes
             .iter()
             .map(|&b| ctx.create_buffer("scratch", b, STORAGE))
