@@ -9,11 +9,13 @@
 mod graph;
 mod split;
 mod validate;
+mod winograd;
 
 pub use graph::{
     conv_out_dim, run_memory_limit, OpShape, RunMemory, ShapeGraph, ShapeNode, DEFAULT_RUN_MEMORY,
 };
 pub use validate::{CONV_STRIDES, KERNEL_SIZES, MAX_COMBINE_OTHERS};
+pub use winograd::{winograd_filter, WINOGRAD_G, WINOGRAD_PATCH, WINOGRAD_POSITIONS};
 
 use crate::error::{Error, Result};
 // The shape type lives with the tensor (one public path: `tunable::tensor::Shape`).

@@ -27,7 +27,7 @@ use super::{mix, u32_of, upload_floats, Bindings, Launch, LevelMix, NodeIo, Unif
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{grid_1d, EpFlags, Kernel};
-use crate::plan::{Conv2d, Shape};
+use crate::plan::{winograd_filter, Conv2d, Shape};
 
 /// Output tile side, input patch side and transform-domain positions of F(4x4, 3x3).
 const TILE: usize = 4;
@@ -105,33 +105,6 @@ pub fn weight_bytes(c: &Conv2d, cout16: usize) -> u64 {
     ((c.mix.deltas() + 1) * POS * c.cin * cout16) as u64 * 4
 }
 
-/// `G` of F(4, 3).
-const G: [[f64; 3]; 6] = [
-    [1.0 / 4.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
-
-/// `U = G g G^T` of one row-major 3x3 filter, row-major 6x6 (pos = row * 6 + column).
-fn transform_filter(g: &[f32]) -> [f64; POS] {
-    let mut t = [[0.0f64; 3]; PATCH];
-    for (ti, gi) in t.iter_mut().zip(&G) {
-        for (c, v) in ti.iter_mut().enumerate() {
-            *v = (0..3).map(|r| gi[r] * g[r * 3 + c] as f64).sum();
-        }
-    }
-    let mut u = [0.0f64; POS];
-    for i in 0..PATCH {
-        for j in 0..PATCH {
-            u[i * PATCH + j] = (0..3).map(|c| t[i][c] * G[j][c]).sum();
-        }
-    }
-    u
-}
-
 /// The transformed weights of every part (W0, then the deltas), laid out
 /// `[P+1][36][cin][cout16]` (zero padding channels) for the GEMM's vec4 staging.
 fn transformed_layout(c: &Conv2d, cout16: usize) -> Vec<f32> {
@@ -141,7 +114,7 @@ fn transformed_layout(c: &Conv2d, cout16: usize) -> Vec<f32> {
     for (src, dst) in c.weight.chunks_exact(n).zip(u.chunks_exact_mut(part)) {
         for co in 0..c.cout {
             for ci in 0..c.cin {
-                let t = transform_filter(&src[(co * c.cin + ci) * 9..][..9]);
+                let t = winograd_filter(&src[(co * c.cin + ci) * 9..][..9]);
                 for (pos, &v) in t.iter().enumerate() {
                     dst[(pos * c.cin + ci) * cout16 + co] = v as f32;
                 }
@@ -284,6 +257,7 @@ impl WinogradOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::WINOGRAD_G as G;
 
     /// The filter transform against a 1-D check: F(4, 3) on a row of 6 inputs gives the 4
     /// outputs of the 3-tap correlation (A^T [(G g) . (B^T d)]).
@@ -316,7 +290,7 @@ mod tests {
         }
         // And the 2-D filter transform is the outer product of the 1-D one.
         let g2: Vec<f32> = (0..9).map(|i| (i as f32 * 0.37).sin()).collect();
-        let u = transform_filter(&g2);
+        let u = winograd_filter(&g2);
         let col = |c: usize| -> Vec<f64> {
             G.iter()
                 .map(|r| (0..3).map(|k| r[k] * g2[k * 3 + c] as f64).sum())

@@ -11,32 +11,8 @@ pub(crate) const A: usize = 6;
 /// Transform-domain positions.
 pub(crate) const P: usize = A * A;
 
-/// `G` of F(4, 3).
-const G: [[f64; 3]; 6] = [
-    [1.0 / 4.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
-
-/// `U = G g G^T` of one row-major 3x3 filter, row-major 6x6.
-pub(crate) fn transform_filter(g: &[f32]) -> [f64; P] {
-    let mut t = [[0.0f64; 3]; 6];
-    for i in 0..6 {
-        for c in 0..3 {
-            t[i][c] = (0..3).map(|r| G[i][r] * g[r * 3 + c] as f64).sum();
-        }
-    }
-    let mut u = [0.0f64; P];
-    for i in 0..6 {
-        for j in 0..6 {
-            u[i * 6 + j] = (0..3).map(|c| t[i][c] * G[j][c]).sum();
-        }
-    }
-    u
-}
+/// `U = G g G^T` (the plan's, shared with the GPU).
+pub(crate) use crate::plan::winograd_filter as transform_filter;
 
 /// Packs the transformed weights of one mixed array (`cout * cin * 9` values, PyTorch order)
 /// as `[p][block][ci][nv * LANES]` (zero in padded lanes).
