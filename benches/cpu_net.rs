@@ -7,9 +7,12 @@
 //! cargo bench --bench cpu_net -- --quick --direct  # ... without Winograd (direct convs only)
 //! cargo bench --bench cpu_net -- --layer       # one 48 -> 48 layer, 1 and 2 threads
 //! cargo bench --bench cpu_net -- --export-only # only write target/bench_net.safetensors
+//! cargo bench --bench cpu_net -- --quick --model weights/denoise-color.safetensors --sigma 25
 //! ```
 //! Writes the network's weights at the bench level (PyTorch layout) and a 64x64 input/output
-//! pair to `target/bench_net.safetensors` for `tools/bench_peers.py`.
+//! pair to `target/bench_net.safetensors` for `tools/bench_peers.py` (with `--model`, the
+//! model's convs mixed at that sigma, to `target/bench_model.safetensors`).
+//! `TUNABLE_FAST_KERNEL=avx2` times the AVX2 kernel on an AVX-512 CPU.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -17,9 +20,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use tunable::plan::{LevelVec, Plan};
+use tunable::model::{FtnFn, ModelFile};
+use tunable::plan::{FtnParams, LevelVec, Plan};
 use tunable::tensor::{Shape, Tensor};
 use tunable::testing::cpu::fast::{bench_net, FastOptions, FastPlan, Winograd};
+use tunable::testing::cpu::reference;
+use tunable::{Level, Lowering};
 
 const CHANNELS: usize = 48;
 const BLOCKS: usize = 8;
@@ -49,11 +55,51 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// Writes the weights at `LEVEL` and a 64x64 check pair for the peer benchmarks.
-fn export(plan: &Plan, fast: &FastPlan) -> PathBuf {
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = bench_net::torch_weights(plan, &LEVEL);
+/// The network timed: the bench network at `LEVEL`, or a model file at a sigma.
+struct Net {
+    plan: Plan,
+    level: LevelVec,
+    /// The file `export` writes, in the target dir.
+    export_name: &'static str,
+    what: String,
+}
+
+impl Net {
+    fn bench() -> Net {
+        Net {
+            plan: bench_net::adafm_net_plan(CHANNELS, BLOCKS, SEED),
+            level: LEVEL,
+            export_name: "bench_net.safetensors",
+            what: format!("AdaFM-Net-style {CHANNELS}ch x {BLOCKS} blocks"),
+        }
+    }
+
+    /// `--model FILE --sigma S`: the model's fused plan at sigma S (25 when not given).
+    fn model(path: &str, sigma: f32) -> Net {
+        let file = ModelFile::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let ftn = |w: &[f32], cout: usize, cin: usize, k: usize, p: &FtnParams| {
+            Ok(reference::ftn_transform(w, cout, cin, k, p))
+        };
+        let ftn: FtnFn = &ftn;
+        let plan = file.plan(Lowering::Fused, ftn).expect("lower the model");
+        let level = Level::sigma(sigma)
+            .resolve(&file.spec.levels)
+            .expect("sigma inside the model's calibration");
+        Net {
+            plan,
+            level,
+            export_name: "bench_model.safetensors",
+            what: format!("{path} at sigma {sigma}"),
+        }
+    }
+}
+
+/// Writes the weights at the net's level and a 64x64 check pair for the peer benchmarks.
+fn export(net: &Net, fast: &FastPlan) -> PathBuf {
+    let (plan, level) = (&net.plan, &net.level);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = bench_net::torch_weights(plan, level);
     let x = input(64, 1);
-    let y = fast.run(&x, &LEVEL).expect("run");
+    let y = fast.run(&x, level).expect("run");
     tensors.push(("check.input".into(), vec![3, 64, 64], x.data));
     tensors.push(("check.output".into(), vec![3, 64, 64], y.data));
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
@@ -74,11 +120,11 @@ fn export(plan: &Plan, fast: &FastPlan) -> PathBuf {
         ("channels".to_string(), CHANNELS.to_string()),
         ("blocks".to_string(), BLOCKS.to_string()),
         ("seed".to_string(), SEED.to_string()),
-        ("level".to_string(), LEVEL.map(|v| v.to_string()).join(",")),
+        ("level".to_string(), level.map(|v| v.to_string()).join(",")),
     ]);
     let dir = target_dir();
     std::fs::create_dir_all(&dir).expect("target dir");
-    let path = dir.join("bench_net.safetensors");
+    let path = dir.join(net.export_name);
     safetensors::serialize_to_file(views, Some(meta), &path).expect("write safetensors");
     path
 }
@@ -109,15 +155,15 @@ fn process_cpu_s() -> f64 {
 /// Median and best wall time of `n` timed runs after two warm-ups, and the mean CPU time
 /// (all threads) per run: on a machine shared with other work, CPU time / threads is what the
 /// wall time would be on an idle one if the threads scaled perfectly.
-fn time_runs(fast: &FastPlan, x: &Tensor, n: usize) -> (Duration, Duration, f64) {
+fn time_runs(fast: &FastPlan, x: &Tensor, level: &LevelVec, n: usize) -> (Duration, Duration, f64) {
     for _ in 0..2 {
-        black_box(fast.run(x, &LEVEL).unwrap());
+        black_box(fast.run(x, level).unwrap());
     }
     let cpu0 = process_cpu_s();
     let mut t: Vec<Duration> = (0..n)
         .map(|_| {
             let s = Instant::now();
-            black_box(fast.run(x, &LEVEL).unwrap());
+            black_box(fast.run(x, level).unwrap());
             s.elapsed()
         })
         .collect();
@@ -126,12 +172,13 @@ fn time_runs(fast: &FastPlan, x: &Tensor, n: usize) -> (Duration, Duration, f64)
     (t[n / 2], t[0], cpu)
 }
 
-/// FMA throughput of one core (12 independent chains, no loads): the roofline.
+/// FMA throughput of one core (12 independent chains, no loads): the roofline, for AVX2
+/// and (when the CPU has it) AVX-512.
 #[cfg(target_arch = "x86_64")]
-fn peak_gflops() -> f64 {
+fn peak_gflops() -> (f64, Option<f64>) {
+    use std::arch::x86_64::*;
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn spin(n: usize) -> f32 {
-        use std::arch::x86_64::*;
+    unsafe fn spin256(n: usize) -> f32 {
         let mut a = [_mm256_set1_ps(1.0); 12];
         let m = _mm256_set1_ps(0.999_999);
         let c = _mm256_set1_ps(1e-7);
@@ -146,14 +193,36 @@ fn peak_gflops() -> f64 {
         }
         _mm256_cvtss_f32(s)
     }
-    let n = 50_000_000;
-    let mut best = f64::MAX;
-    for _ in 0..5 {
-        let t = Instant::now();
-        black_box(unsafe { spin(black_box(n)) });
-        best = best.min(t.elapsed().as_secs_f64());
+    #[target_feature(enable = "avx512f")]
+    unsafe fn spin512(n: usize) -> f32 {
+        let mut a = [_mm512_set1_ps(1.0); 12];
+        let m = _mm512_set1_ps(0.999_999);
+        let c = _mm512_set1_ps(1e-7);
+        for _ in 0..n {
+            for v in a.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, m, c);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for v in a {
+            s = _mm512_add_ps(s, v);
+        }
+        _mm512_reduce_add_ps(s)
     }
-    (n * 12 * 16) as f64 / best / 1e9
+    let n = 50_000_000;
+    let best = |f: &dyn Fn() -> f32| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(f());
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let avx2 = (n * 12 * 16) as f64 / best(&|| unsafe { spin256(black_box(n)) }) / 1e9;
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+        .then(|| (n * 12 * 32) as f64 / best(&|| unsafe { spin512(black_box(n)) }) / 1e9);
+    (avx2, avx512)
 }
 
 /// Nanoseconds this thread has run on a CPU (Linux schedstat), immune to waiting.
@@ -212,10 +281,13 @@ fn conv_chain(n: usize, combine: bool) -> Plan {
 /// and on two (wall time): (chain of 9 - chain of 1) / 8, best of 5.
 fn layer_bench() {
     #[cfg(target_arch = "x86_64")]
-    println!(
-        "peak FMA throughput, one core: {:.1} GFLOP/s",
-        peak_gflops()
-    );
+    {
+        let (avx2, avx512) = peak_gflops();
+        println!("peak FMA throughput, one core: AVX2 {avx2:.1} GFLOP/s");
+        if let Some(p) = avx512 {
+            println!("peak FMA throughput, one core: AVX-512 {p:.1} GFLOP/s");
+        }
+    }
     let x = {
         let s = Shape::new(CHANNELS, 256, 256);
         Tensor::from_vec(
@@ -270,7 +342,18 @@ fn layer_bench() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let plan = bench_net::adafm_net_plan(CHANNELS, BLOCKS, SEED);
+    let value = |flag: &str| {
+        let i = args.iter().position(|a| a == flag)?;
+        args.get(i + 1).cloned()
+    };
+    let net = match value("--model") {
+        Some(path) => {
+            let sigma = value("--sigma").map_or(25.0, |s| s.parse().expect("--sigma S"));
+            Net::model(&path, sigma)
+        }
+        None => Net::bench(),
+    };
+    let (plan, level) = (&net.plan, net.level);
     // --direct: no Winograd (every conv as the direct implicit GEMM).
     let direct = args.iter().any(|a| a == "--direct");
     let winograd = if direct {
@@ -282,16 +365,21 @@ fn main() {
         winograd,
         ..FastOptions::default()
     };
-    let fast = FastPlan::with_options(&plan, options).expect("FastPlan::new");
-    let path = export(&plan, &fast);
+    let fast = FastPlan::with_options(plan, options).expect("FastPlan::new");
+    let path = export(&net, &fast);
     eprintln!("wrote {}", path.display());
     if args.iter().any(|a| a == "--export-only") {
         return;
     }
-    // --once N: one run at N x N (for valgrind/perf), nothing printed.
+    // --once N [R]: R runs (default 1) at N x N (for valgrind/perf, or with
+    // TUNABLE_FAST_PROFILE=1 the last run's per-node times once warm), nothing printed.
     if let Some(i) = args.iter().position(|a| a == "--once") {
         let n: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(256);
-        black_box(fast.run(&input(n, 0), &LEVEL).unwrap());
+        let runs: usize = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(1);
+        let x = input(n, 0);
+        for _ in 0..runs {
+            black_box(fast.run(&x, &level).unwrap());
+        }
         return;
     }
     if args.iter().any(|a| a == "--layer") {
@@ -300,7 +388,8 @@ fn main() {
     }
 
     println!(
-        "fast CPU executor, AdaFM-Net-style {CHANNELS}ch x {BLOCKS} blocks, kernel {:?}, winograd {:?}, {} rayon threads",
+        "fast CPU executor, {}, kernel {:?}, winograd {:?}, {} rayon threads",
+        net.what,
         fast.kernel(),
         winograd,
         rayon::current_num_threads()
@@ -309,10 +398,10 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for size in SIZES {
         let x = input(size, 0);
-        let gflop = bench_net::plan_flops(&plan, size, size).unwrap() / 1e9;
+        let gflop = bench_net::plan_flops(plan, size, size).unwrap() / 1e9;
         fast.release_memory();
         let n = if size >= 512 { 15 } else { 40 };
-        let (med, best, cpu) = time_runs(&fast, &x, n);
+        let (med, best, cpu) = time_runs(&fast, &x, &level, n);
         // Machine-readable, for tools/bench_peers.py.
         eprintln!(
             "RESULT size={size} median_ms={:.3} best_ms={:.3} cpu_ms={:.3} direct={direct}",
@@ -364,10 +453,10 @@ fn main() {
     let mut g = c.benchmark_group("cpu_net");
     for size in SIZES {
         let x = input(size, 0);
-        let flops = bench_net::plan_flops(&plan, size, size).unwrap();
+        let flops = bench_net::plan_flops(plan, size, size).unwrap();
         g.throughput(Throughput::Elements(flops as u64)); // elements = FLOP
         g.bench_with_input(BenchmarkId::new("fast", size), &x, |b, x| {
-            b.iter(|| fast.run(x, &LEVEL).unwrap())
+            b.iter(|| fast.run(x, &level).unwrap())
         });
     }
     g.finish();

@@ -1,6 +1,6 @@
 //! The same op cases on every executor against the reference: each case function below runs
-//! as one test per backend (`test_backends!`: reference, fast CPU AVX2 / AVX2 with Winograd
-//! on every stride-1 3x3 / portable, GPU with fused / unfused weight mix), e.g.
+//! as one test per backend (`test_backends!`: reference, fast CPU AVX-512 / AVX2, each also
+//! with Winograd on every stride-1 3x3 / portable, GPU with fused / unfused weight mix), e.g.
 //! `cargo test --release --test executors conv_deltas::gpu_unfused`. The cases come from
 //! `harness::cases`, the tolerance is `harness::cases::Worst`'s; `--nocapture` prints the
 //! largest difference of each test.
@@ -230,6 +230,8 @@ fn backend_table_lists_every_executor() {
         names,
         [
             "reference",
+            "fast-avx512",
+            "fast-avx512-winograd",
             "fast-avx2",
             "fast-avx2-winograd",
             "fast-portable",

@@ -1,7 +1,7 @@
 //! The fast CPU executor (`cpu::fast::FastPlan`) against the reference (`cpu::reference`), on
 //! seeded random shapes: 1x1 images, images smaller than the kernel, odd sizes, channel
 //! counts 1, 3, 5, 17, 64, stride 2, P = 0..4 deltas, every epilogue combination, the noise
-//! channel, and whole plans (tensor lifetimes, level cache). Both the AVX2 and the portable
+//! channel, and whole plans (tensor lifetimes, level cache). The AVX-512, AVX2 and portable
 //! micro-kernels are checked.
 //!
 //! The cases come from the generator every executor test shares (`harness::cases`) and run
@@ -31,6 +31,9 @@ use tunable::Error;
 
 const AVX2: Backend = Backend::FAST_AVX2;
 const PORTABLE: Backend = Backend::FAST_PORTABLE;
+/// The two SIMD kernels (AVX-512 falls back to AVX2 on a CPU without it): each case runs on
+/// both.
+const SIMD: [Backend; 2] = [Backend::FAST_AVX512, AVX2];
 
 /// A conv case: the spec and the input's height and width.
 type ConvCase = (ConvSpec, usize, usize);
@@ -49,13 +52,16 @@ const SIZES: [(usize, usize); 6] = [(1, 1), (2, 3), (3, 2), (7, 5), (5, 7), (33,
 fn check_conv_cases(
     name: &str,
     seed: u64,
-    backend: Backend,
+    backends: &[Backend],
     cases: impl IntoIterator<Item = ConvCase>,
 ) {
     let mut rng = rng(seed);
     let mut w = Worst::new(name);
     for (s, h, wd) in cases {
-        backend.check(&mut w, &conv_case(&mut rng, &s, h, wd));
+        let case = conv_case(&mut rng, &s, h, wd);
+        for backend in backends {
+            backend.check(&mut w, &case);
+        }
     }
     w.print();
 }
@@ -80,7 +86,7 @@ fn conv_every_epilogue_and_noise() {
             }
         }
     }
-    check_conv_cases("conv_every_epilogue_and_noise", 1, AVX2, cases);
+    check_conv_cases("conv_every_epilogue_and_noise", 1, &SIMD, cases);
 }
 
 #[test]
@@ -104,7 +110,7 @@ fn conv_kernel_sizes_strides_tiny_images() {
         }
     }
     let name = "conv_kernel_sizes_strides_tiny_images";
-    check_conv_cases(name, 2, AVX2, cases);
+    check_conv_cases(name, 2, &SIMD, cases);
 }
 
 #[test]
@@ -128,7 +134,7 @@ fn conv_channel_counts() {
         };
         cases.push((s, 6, 31));
     }
-    check_conv_cases("conv_channel_counts", 3, AVX2, cases);
+    check_conv_cases("conv_channel_counts", 3, &SIMD, cases);
 }
 
 #[test]
@@ -146,7 +152,7 @@ fn conv_deltas() {
             cases.push((s, 11, 9));
         }
     }
-    check_conv_cases("conv_deltas", 4, AVX2, cases);
+    check_conv_cases("conv_deltas", 4, &SIMD, cases);
 }
 
 #[test]
@@ -171,7 +177,8 @@ fn conv_random_sweep() {
         if h * wd * s.cin * s.cout * s.k * s.k > 40_000_000 {
             continue; // keep the reference affordable
         }
-        AVX2.check(&mut w, &conv_case(&mut rng, &s, h, wd));
+        let case = conv_case(&mut rng, &s, h, wd);
+        SIMD.iter().for_each(|b| b.check(&mut w, &case));
         done += 1;
     }
     w.print();
@@ -191,7 +198,7 @@ fn conv_portable_kernel() {
         };
         cases.push((s, h, w));
     }
-    check_conv_cases("conv_portable_kernel", 6, PORTABLE, cases);
+    check_conv_cases("conv_portable_kernel", 6, &[PORTABLE], cases);
 }
 
 #[test]
@@ -202,7 +209,7 @@ fn conv_large_layer() {
         ep: ep(false, NONE, Some(1)),
         ..spec(48, 48, 3)
     };
-    check_conv_cases("conv_large_layer", 7, AVX2, [(s, 37, 70)]);
+    check_conv_cases("conv_large_layer", 7, &SIMD, [(s, 37, 70)]);
 }
 
 /// Every stride-1 3x3 conv through Winograd F(4x4, 3x3) (whatever its channel counts), and
@@ -235,7 +242,7 @@ fn conv_winograd_and_direct_3x3() {
                 };
                 for (slot, winograd) in [Winograd::Always, Winograd::Never].into_iter().enumerate()
                 {
-                    for kernel in [Kernel::Avx2, Kernel::Portable] {
+                    for kernel in [Kernel::Avx512, Kernel::Avx2, Kernel::Portable] {
                         if kernel == Kernel::Portable && i % 3 != 0 {
                             continue;
                         }
@@ -333,7 +340,7 @@ fn bench_net_small_matches_reference() {
             level: rand_level(&mut rng),
             reduction: 8 * 9 * 6,
         };
-        AVX2.check(&mut w, &case);
+        SIMD.iter().for_each(|b| b.check(&mut w, &case));
     }
     w.print();
 }

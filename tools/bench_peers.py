@@ -7,6 +7,13 @@ three see the same machine load. Prints a markdown table.
     cargo bench --bench cpu_net -- --export-only      # writes target/bench_net.safetensors
     .venv/bin/python tools/bench_peers.py --rust       # torch + ORT + Rust, 256 and 512
     .venv/bin/python tools/bench_peers.py --rust --rust-bin target/release/deps/cpu_net-HASH
+    .venv/bin/python tools/bench_peers.py --rust --model weights/denoise-color.safetensors --sigma 25
+    .venv/bin/python tools/bench_peers.py --rust --avx2     # also the AVX2 kernel, same sitting
+
+--model runs a shipped model's graph instead of the bench network (the Rust bench mixes its
+convs at --sigma and exports them to target/bench_model.safetensors, which PyTorch and ONNX
+Runtime then load), so the table holds for the model users run. --avx2 adds the Rust bench
+with TUNABLE_FAST_KERNEL=avx2 (the kernel before AVX-512) to every round.
 
 The weights file holds every conv's weight/bias at the bench level (PyTorch layout) and a
 64x64 check pair (`check.input` -> `check.output`, computed by the Rust executor): the script
@@ -76,17 +83,23 @@ def time_fn(fn, runs):
     return times
 
 
-def rust_round(sizes, binary=None, direct=False):
+def rust_round(sizes, binary=None, direct=False, model=None, sigma=None, kernel=None):
     """One run of the Rust bench (--quick); returns {size: [median_s, best_s]}."""
     cmd = [binary, "--quick"] if binary else ["cargo", "bench", "--bench", "cpu_net", "--", "--quick"]
     if direct:
         cmd.append("--direct")
+    if model:
+        cmd += ["--model", model, "--sigma", str(sigma)]
+    env = dict(os.environ)
+    if kernel:
+        env["TUNABLE_FAST_KERNEL"] = kernel
     out = subprocess.run(
         cmd,
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     out = out.stdout + out.stderr
     res = {}
@@ -108,7 +121,18 @@ def main():
     ap.add_argument("--rust", action="store_true", help="also run the Rust bench in each round")
     ap.add_argument("--rust-bin", help="the cpu_net bench binary to run (default: cargo bench)")
     ap.add_argument("--golden", metavar="DIR", help="write golden vectors for tests/fast_cpu.rs and exit")
+    ap.add_argument("--model", help="a model file: time its graph at --sigma instead of the bench network")
+    ap.add_argument("--sigma", type=float, default=25.0)
+    ap.add_argument("--avx2", action="store_true", help="also the Rust bench on the AVX2 kernel")
     args = ap.parse_args()
+    if args.model:
+        args.model = os.path.abspath(args.model)
+        if args.weights == ap.get_default("weights"):
+            args.weights = os.path.join(ROOT, "target", "bench_model.safetensors")
+        # The Rust bench writes the model's mixed weights (and the check pair) first.
+        cmd = [args.rust_bin] if args.rust_bin else ["cargo", "bench", "--bench", "cpu_net", "--"]
+        subprocess.run(cmd + ["--export-only", "--model", args.model, "--sigma", str(args.sigma)],
+                       cwd=ROOT, check=True)
 
     if not os.path.exists(args.weights):
         sys.exit(f"{args.weights} missing: run `cargo bench --bench cpu_net -- --export-only` first")
@@ -164,7 +188,10 @@ def main():
     diff = float(np.abs(sess.run(None, {"x": xo})[0][0] - w["check.output"]).max())
     print(f"check: max |onnxruntime - rust| on the 64x64 pair = {diff:.3g}")
 
-    times = {(e, s): [] for e in ("pytorch", "onnxruntime", "rust", "rust-direct") for s in args.sizes}
+    rust_variants = [("rust", False, None), ("rust-direct", True, None)]
+    if args.avx2:
+        rust_variants.append(("rust-avx2", False, "avx2"))
+    times = {(e, s): [] for e in ("pytorch", "onnxruntime", *(v[0] for v in rust_variants)) for s in args.sizes}
     round_medians = {key: [] for key in times}  # one median per round, for per-round ratios
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     for r in range(args.rounds):
@@ -179,8 +206,9 @@ def main():
             times[("onnxruntime", s)] += t
             round_medians[("onnxruntime", s)].append(statistics.median(t))
         if args.rust:
-            for e, direct in (("rust", False), ("rust-direct", True)):
-                for s, (med, best) in rust_round(args.sizes, args.rust_bin, direct).items():
+            for e, direct, kernel in rust_variants:
+                res = rust_round(args.sizes, args.rust_bin, direct, args.model, args.sigma, kernel)
+                for s, (med, best) in res.items():
                     if s in args.sizes:
                         times[(e, s)] += [med, best]
                         round_medians[(e, s)].append(med)
@@ -189,11 +217,12 @@ def main():
 
     print()
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads, "
-          f"{args.rounds} rounds x {args.runs} runs; median (best) ms")
+          f"{args.rounds} rounds x {args.runs} runs; median (best) ms; "
+          f"network: {args.model + f' at sigma {args.sigma:g}' if args.model else 'the bench net'}")
     print()
     print("| engine | size | GFLOP | ms (median) | ms (best) | GFLOP/s (median) |")
     print("|---|---|---|---|---|---|")
-    engines = ["rust", "rust-direct", "pytorch", "onnxruntime"] if args.rust else ["pytorch", "onnxruntime"]
+    engines = [v[0] for v in rust_variants] + ["pytorch", "onnxruntime"] if args.rust else ["pytorch", "onnxruntime"]
     for e in engines:
         for s in args.sizes:
             t = times[(e, s)]
@@ -204,6 +233,7 @@ def main():
             gflop = GFLOP_512 * (s / 512) ** 2
             name = {
                 "rust": "Rust fast (tunable, Winograd)",
+                "rust-avx2": "Rust fast (tunable, Winograd, AVX2 kernel)",
                 "rust-direct": "Rust fast (tunable, direct only)",
                 "pytorch": "PyTorch eager",
                 "onnxruntime": "ONNX Runtime CPU",
@@ -215,6 +245,11 @@ def main():
         for s in args.sizes:
             ratios = [o / t for o, t in zip(round_medians[("onnxruntime", s)], round_medians[("rust", s)])]
             print(f"  {s}x{s}: {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+        if args.avx2:
+            print("AVX2 kernel time / AVX-512 kernel time, median of per-round ratios:")
+            for s in args.sizes:
+                ratios = [a / t for a, t in zip(round_medians[("rust-avx2", s)], round_medians[("rust", s)])]
+                print(f"  {s}x{s}: {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":

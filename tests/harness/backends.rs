@@ -16,8 +16,8 @@ use super::gpu::ctx;
 pub enum Backend {
     /// `cpu::reference`, the oracle.
     Reference,
-    /// The fast CPU executor with these options (`Kernel::Avx2` falls back to the portable
-    /// code on a CPU without AVX2).
+    /// The fast CPU executor with these options (a kernel the CPU does not run falls back to
+    /// the best below it: AVX-512 to AVX2, AVX2 to the portable code).
     Fast(FastOptions),
     /// The GPU, each conv's weight mix fused into its kernel (`unfused_mix` cleared).
     GpuFused,
@@ -26,6 +26,16 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The fast CPU executor's AVX-512 GEMM kernel, Winograd where it pays.
+    pub const FAST_AVX512: Backend = Backend::Fast(FastOptions {
+        kernel: Kernel::Avx512,
+        winograd: Winograd::Auto,
+    });
+    /// The AVX-512 kernel with every stride-1 3x3 conv through Winograd F(4x4, 3x3).
+    pub const FAST_AVX512_WINOGRAD: Backend = Backend::Fast(FastOptions {
+        kernel: Kernel::Avx512,
+        winograd: Winograd::Always,
+    });
     /// The fast CPU executor's AVX2 kernel, Winograd where it pays.
     pub const FAST_AVX2: Backend = Backend::Fast(FastOptions {
         kernel: Kernel::Avx2,
@@ -43,8 +53,10 @@ impl Backend {
     });
 
     /// Every backend, the reference first.
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 8] = [
         Backend::Reference,
+        Backend::FAST_AVX512,
+        Backend::FAST_AVX512_WINOGRAD,
         Backend::FAST_AVX2,
         Backend::FAST_AVX2_WINOGRAD,
         Backend::FAST_PORTABLE,
@@ -52,11 +64,14 @@ impl Backend {
         Backend::GpuUnfused,
     ];
 
-    /// A short name for messages: `reference`, `fast-avx2`, `fast-avx2-winograd`,
+    /// A short name for messages: `reference`, `fast-avx512`, `fast-avx512-winograd`,
+    /// `fast-avx2`, `fast-avx2-winograd`,
     /// `fast-portable`, `gpu-fused`, `gpu-unfused` (other fast options print in full).
     pub fn name(self) -> String {
         match self {
             Backend::Reference => "reference".into(),
+            Backend::FAST_AVX512 => "fast-avx512".into(),
+            Backend::FAST_AVX512_WINOGRAD => "fast-avx512-winograd".into(),
             Backend::FAST_AVX2 => "fast-avx2".into(),
             Backend::FAST_AVX2_WINOGRAD => "fast-avx2-winograd".into(),
             Backend::FAST_PORTABLE => "fast-portable".into(),
@@ -154,7 +169,7 @@ impl Backend {
 }
 
 /// Runs `case_fn(backend, &mut worst)` as one `#[test]` per backend of [`Backend::ALL`],
-/// named `case_fn::reference`, `case_fn::fast_avx2`, ..., `case_fn::gpu_unfused`; each prints
+/// named `case_fn::reference`, `case_fn::fast_avx512`, ..., `case_fn::gpu_unfused`; each prints
 /// its largest difference from the reference. A GPU test without an adapter prints a skip
 /// message and passes, unless `TUNABLE_REQUIRE_GPU=1`. `case_fn` checks its cases with
 /// `backend.check(worst, &case)`. As candle's `test_device!`:
@@ -182,6 +197,14 @@ macro_rules! test_backends {
             #[test]
             fn reference() {
                 run(Backend::Reference)
+            }
+            #[test]
+            fn fast_avx512() {
+                run(Backend::FAST_AVX512)
+            }
+            #[test]
+            fn fast_avx512_winograd() {
+                run(Backend::FAST_AVX512_WINOGRAD)
             }
             #[test]
             fn fast_avx2() {

@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::buffer::Buffer;
 use crate::tensor::{Shape, Tensor};
 
 /// A `c x h x w` activation stored as `(h + 2b) x (w + 2b) x c`, border zero.
@@ -12,9 +13,9 @@ pub(crate) struct Act {
     pub h: usize,
     pub w: usize,
     pub b: usize,
-    /// A pooled buffer, at least `padded_len` long (its tail belongs to no one): buffers keep
-    /// their largest length so that reusing one never writes it again.
-    buf: Vec<f32>,
+    /// A pooled buffer (64-byte aligned), at least `padded_len` long (its tail belongs to no
+    /// one).
+    buf: Buffer,
 }
 
 impl Act {
@@ -24,12 +25,12 @@ impl Act {
     /// The stored values, border included.
     #[inline]
     pub fn data(&self) -> &[f32] {
-        &self.buf[..Self::padded_len(self.c, self.h, self.w, self.b)]
+        &self.buf.as_slice()[..Self::padded_len(self.c, self.h, self.w, self.b)]
     }
     #[inline]
     pub fn data_mut(&mut self) -> &mut [f32] {
         let n = Self::padded_len(self.c, self.h, self.w, self.b);
-        &mut self.buf[..n]
+        &mut self.buf.as_mut_slice()[..n]
     }
     /// Floats between two stored rows.
     #[inline]
@@ -81,35 +82,38 @@ impl Act {
 /// Recycles activation buffers: a tensor's buffer goes back as soon as its last reader ran.
 #[derive(Default)]
 pub(crate) struct Pool {
-    free: Vec<Vec<f32>>,
+    free: Vec<Buffer>,
 }
 
 impl Pool {
-    pub fn new(free: Vec<Vec<f32>>) -> Self {
+    pub fn new(free: Vec<Buffer>) -> Self {
         Pool { free }
     }
-    pub fn into_buffers(self) -> Vec<Vec<f32>> {
+    pub fn into_buffers(self) -> Vec<Buffer> {
         self.free
     }
     /// An activation with a zero border and unspecified interior.
     pub fn take(&mut self, c: usize, h: usize, w: usize, b: usize) -> Act {
         let len = Act::padded_len(c, h, w, b);
-        // Best fit: the shortest free buffer that is long enough, else the longest one.
-        let pick = self
+        // Best fit: the shortest free buffer that is long enough; when none is, a new one
+        // replaces the longest (as growing it would), so the pool never holds more buffers
+        // than a run has tensors alive.
+        let fit = self
             .free
             .iter()
             .enumerate()
             .filter(|(_, v)| v.len() >= len)
             .min_by_key(|(_, v)| v.len())
-            .or_else(|| self.free.iter().enumerate().max_by_key(|(_, v)| v.len()))
             .map(|(i, _)| i);
-        let mut buf = match pick {
+        let buf = match fit {
             Some(i) => self.free.swap_remove(i),
-            None => Vec::new(),
+            None => {
+                if let Some(i) = (0..self.free.len()).max_by_key(|&i| self.free[i].len()) {
+                    drop(self.free.swap_remove(i));
+                }
+                Buffer::zeroed(len)
+            }
         };
-        if buf.len() < len {
-            buf.resize(len, 0.0);
-        }
         let mut a = Act { c, h, w, b, buf };
         a.zero_border();
         a

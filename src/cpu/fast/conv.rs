@@ -60,7 +60,7 @@ pub(crate) fn conv(
         let iy = (oy * s) as isize - pad;
         // Output pixels [from, to) of block `b`, in tiles.
         let span = |b: &Block, ep: &Ep, from: usize, to: usize| {
-            let np_max = tile_pixels(b.nv);
+            let np_max = tile_pixels(kernel, b.nv);
             let mut ox0 = from;
             while ox0 < to {
                 let np = np_max.min(to - ox0);

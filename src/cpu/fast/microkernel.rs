@@ -1,15 +1,21 @@
 //! The shared micro-kernel: `NV` vectors of output channels x `NP` pixels of accumulated
-//! products over a run of taps, on AVX2 + FMA or in portable Rust. The direct conv (`conv`)
-//! and Winograd's 36 GEMMs (`winograd`) both run on it.
+//! products over a run of taps, on AVX-512F, AVX2 + FMA or in portable Rust. The direct conv
+//! (`conv`) and Winograd's 36 GEMMs (`winograd`) both run on it.
+//!
+//! A block of 2 AVX2 vectors (16 channels, packed `[tap][16]`) is one 512-bit vector, so
+//! the AVX-512 kernel reads the same packed weights and runs 12 pixels where AVX2 runs 6:
+//! half the instructions per multiply-add. Its epilogue splits each sum back into two AVX2
+//! vectors and applies the AVX2 epilogue, so both round alike.
 
 #![allow(clippy::needless_range_loop)]
 
 use super::epilogue::{Ep, EpVec};
-use super::prep::LANES;
+use super::prep::{Block, LANES};
 use super::simd::Lane8;
 use super::Kernel;
 
 /// One micro-tile's pointers. All offsets in floats.
+#[derive(Clone, Copy)]
 pub(crate) struct Tile {
     /// Input value of tap `(ky=0, kx=0, ci=0)` for the tile's first pixel.
     pub(super) x: *const f32,
@@ -31,6 +37,22 @@ pub(crate) struct Tile {
 }
 
 impl Tile {
+    /// The same tile `pixels` pixels further along its row.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    unsafe fn advanced(&self, pixels: usize) -> Tile {
+        let mut others = self.others;
+        for o in others.iter_mut().filter(|o| !o.is_null()) {
+            *o = o.add(pixels * self.ostep);
+        }
+        Tile {
+            x: self.x.add(pixels * self.pstep),
+            w: self.w,
+            out: self.out.add(pixels * self.ostep),
+            others,
+            ..*self
+        }
+    }
+
     /// The first `n` combine tensors at offset `at` from the tile's first output (the others
     /// null).
     #[inline(always)]
@@ -43,9 +65,13 @@ impl Tile {
     }
 }
 
-/// Pixels per tile for a block of `nv` vectors (12 accumulators).
-pub(crate) const fn tile_pixels(nv: usize) -> usize {
-    12 / nv
+/// Pixels per tile for a block of `nv` vectors on `kernel` (12 accumulators).
+/// (Blocks of 4 vectors exist only on AVX-512, from [`raw_blocks`].)
+pub(crate) const fn tile_pixels(kernel: Kernel, nv: usize) -> usize {
+    match (kernel, nv) {
+        (Kernel::Avx512, 2 | 4) => 12,
+        _ => 12 / nv,
+    }
 }
 
 /// Wrapper to share raw pointers with rayon tasks; every task writes disjoint rows.
@@ -65,25 +91,55 @@ impl SyncPtr {
 }
 
 /// Runs one micro-tile on the selected kernel.
-/// `fits_full`: computing all `tile_pixels(nv)` pixels reads inside the input buffer.
+/// `fits_full`: computing all `tile_pixels(kernel, nv)` pixels reads inside the input buffer.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) unsafe fn tile(kernel: Kernel, nv: usize, np: usize, fits_full: bool, t: &Tile, e: &Ep) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 if fits_full => avx2::full(nv, np, t, e),
+        Kernel::Avx512 if nv == 2 && fits_full => avx512::full(np, t, e),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => avx2::partial(nv, np, t, e),
+        Kernel::Avx512 if nv == 2 => {
+            // The rare tile at the buffer's end: AVX2 tiles of up to 6 pixels.
+            let np2 = tile_pixels(Kernel::Avx2, 2);
+            for from in (0..np).step_by(np2) {
+                avx2::partial(2, np2.min(np - from), &t.advanced(from), e);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 | Kernel::Avx512 if fits_full => avx2::full(nv, np, t, e),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 | Kernel::Avx512 => avx2::partial(nv, np, t, e),
         _ => portable_tile(nv, np, t, e),
     }
 }
 
-/// A full tile of raw sums (no epilogue): all `tile_pixels(nv)` pixels, whole vectors.
-/// The caller guarantees that the full tile reads and writes inside its buffers.
-pub(crate) unsafe fn tile_raw(kernel: Kernel, nv: usize, t: &Tile, zeros: &Ep) {
+/// The blocks a raw GEMM ([`tile_raw`]) runs in: on AVX-512, each two consecutive blocks of
+/// 2 vectors become one of 4 (two 512-bit vectors per tap: half the broadcasts per
+/// multiply-add); elsewhere the conv's own blocks. (Three as one of 6, 3 vectors x 8 pixels,
+/// timed no faster on the bench network: wall ratio 1.02, farm-bench, 8 pairs.)
+pub(crate) fn raw_blocks(kernel: Kernel, blocks: &[Block]) -> Vec<Block> {
+    let mut out: Vec<Block> = Vec::new();
+    for &b in blocks {
+        match out.last_mut() {
+            Some(last) if kernel == Kernel::Avx512 && last.nv == 2 && b.nv == 2 => last.nv = 4,
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// Raw sums (no epilogue) of at least `np` pixels of a block of [`raw_blocks`]
+/// (`1..=tile_pixels(kernel, nv)`; all of them on AVX2 and portable code, `np` rounded up
+/// to 4 on AVX-512), stored as whole vectors. The caller guarantees that the full tile reads
+/// and writes inside its buffers.
+pub(crate) unsafe fn tile_raw(kernel: Kernel, nv: usize, np: usize, t: &Tile, zeros: &Ep) {
+    debug_assert!(np >= 1 && np <= tile_pixels(kernel, nv));
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => avx2::full_store(nv, t),
-        _ => portable_tile(nv, tile_pixels(nv), t, zeros),
+        Kernel::Avx512 if nv.is_multiple_of(2) => avx512::raw(nv / 2, np, t),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 | Kernel::Avx512 => avx2::full_store(nv, t),
+        _ => portable_tile(nv, tile_pixels(kernel, nv), t, zeros),
     }
 }
 
@@ -260,7 +316,7 @@ mod avx2 {
 
     /// Applies the epilogue to the first `np` pixels of `acc` and stores them.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn epilogue<const NV: usize, const NP: usize>(
+    pub(super) unsafe fn epilogue<const NV: usize, const NP: usize>(
         acc: &[[__m256; NV]; NP],
         np: usize,
         t: &Tile,
@@ -276,5 +332,131 @@ mod avx2 {
                 y.store_upto(t.out.add(at), n);
             }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{avx2, Ep, Tile, LANES};
+    use std::arch::x86_64::*;
+
+    /// Floats in one 512-bit vector: a block of 2 AVX2 vectors.
+    const WIDTH: usize = 2 * LANES;
+
+    /// The multiply-adds of a tile: one named accumulator per (pixel, vector) (LLVM keeps
+    /// named locals in registers; see `avx2::full_kernel`), `$w` vectors of weights per tap,
+    /// `WIDTH * k * run` floats apart (consecutive packed blocks). It computes every pixel
+    /// listed; the caller guarantees that they read inside the input buffer.
+    macro_rules! sums {
+        ($t:ident, $ws:tt, [$($x:ident: [$($c:ident),+]),+]) => {
+            sums!(@go $t, $ws, $ws, [$($x: [$($c),+]),+])
+        };
+        (@fma $b:ident, [$($w:ident),+], [$($c:ident),+]) => {
+            $($c = _mm512_fmadd_ps($w, $b, $c);)+
+        };
+        (@go $t:ident, $ws:tt, [$($w:ident),+], [$($x:ident: [$($c:ident),+]),+]) => {
+            $($(let mut $c = _mm512_setzero_ps();)+)+
+            let block = $t.k * $t.run * WIDTH;
+            for ky in 0..$t.k {
+                let base = $t.x.add(ky * $t.xrow);
+                let mut j = 0usize;
+                $(
+                    let $x = base.add(j * $t.pstep);
+                    j += 1;
+                )+
+                let _ = j;
+                let mut wp = $t.w.add(ky * $t.run * WIDTH);
+                for q in 0..$t.run {
+                    let mut i = 0usize;
+                    $(
+                        let $w = _mm512_loadu_ps(wp.add(i * block));
+                        i += 1;
+                    )+
+                    let _ = i;
+                    $(
+                        let b = _mm512_set1_ps(*$x.add(q));
+                        sums!(@fma b, $ws, [$($c),+]);
+                    )+
+                    wp = wp.add(WIDTH);
+                }
+            }
+        };
+    }
+
+    /// Defines a kernel storing its raw sums as whole vectors (vector `i` of pixel `j` at
+    /// `out + j * ostep + i * WIDTH`).
+    macro_rules! raw_kernel {
+        ($name:ident, $ws:tt, [$($x:ident: [$($c:ident),+]),+]) => {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn $name(t: &Tile) {
+                sums!(t, $ws, [$($x: [$($c),+]),+]);
+                let mut j = 0usize;
+                $(
+                    let mut i = 0usize;
+                    $(
+                        _mm512_storeu_ps(t.out.add(j * t.ostep + i * WIDTH), $c);
+                        i += 1;
+                    )+
+                    let _ = i;
+                    j += 1;
+                )+
+                let _ = j;
+            }
+        };
+    }
+
+    raw_kernel!(raw_1x12, [w0], [
+        x0: [c0], x1: [c1], x2: [c2], x3: [c3], x4: [c4], x5: [c5],
+        x6: [c6], x7: [c7], x8: [c8], x9: [c9], x10: [c10], x11: [c11]
+    ]);
+    raw_kernel!(raw_1x8, [w0], [
+        x0: [c0], x1: [c1], x2: [c2], x3: [c3], x4: [c4], x5: [c5], x6: [c6], x7: [c7]
+    ]);
+    raw_kernel!(raw_1x4, [w0], [x0: [c0], x1: [c1], x2: [c2], x3: [c3]]);
+    raw_kernel!(raw_2x12, [w0, w1], [
+        x0: [c00, c01], x1: [c10, c11], x2: [c20, c21], x3: [c30, c31],
+        x4: [c40, c41], x5: [c50, c51], x6: [c60, c61], x7: [c70, c71],
+        x8: [c80, c81], x9: [c90, c91], x10: [c100, c101], x11: [c110, c111]
+    ]);
+    raw_kernel!(raw_2x8, [w0, w1], [
+        x0: [c00, c01], x1: [c10, c11], x2: [c20, c21], x3: [c30, c31],
+        x4: [c40, c41], x5: [c50, c51], x6: [c60, c61], x7: [c70, c71]
+    ]);
+    raw_kernel!(raw_2x4, [w0, w1], [
+        x0: [c00, c01], x1: [c10, c11], x2: [c20, c21], x3: [c30, c31]
+    ]);
+
+    /// Raw sums of `nz` (1 or 2) 512-bit vectors for at least `np` (1..=12) pixels: the
+    /// pixel count rounded up to 4 (the caller's buffers are padded to 12).
+    pub(super) unsafe fn raw(nz: usize, np: usize, t: &Tile) {
+        match (nz, np.div_ceil(4)) {
+            (1, 3) => raw_1x12(t),
+            (1, 2) => raw_1x8(t),
+            (1, _) => raw_1x4(t),
+            (2, 3) => raw_2x12(t),
+            (2, 2) => raw_2x8(t),
+            (2, _) => raw_2x4(t),
+            _ => unreachable!("{nz} vectors x {np} pixels"),
+        }
+    }
+
+    /// All 12 pixels of one 512-bit vector computed, the first `np` stored through the AVX2
+    /// epilogue (each sum as its two 8-channel halves).
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn full(np: usize, t: &Tile, e: &Ep) {
+        sums!(t, [w0], [
+            x0: [c0], x1: [c1], x2: [c2], x3: [c3], x4: [c4], x5: [c5],
+            x6: [c6], x7: [c7], x8: [c8], x9: [c9], x10: [c10], x11: [c11]
+        ]);
+        let sums = [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11];
+        // (A loop, not `map`: a closure is compiled without this function's AVX-512.)
+        let mut halves = [[_mm256_setzero_ps(); 2]; 12];
+        for j in 0..12 {
+            halves[j] = [
+                _mm512_castps512_ps256(sums[j]),
+                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(sums[j]))),
+            ];
+        }
+        avx2::epilogue::<2, 12>(&halves, np, t, e);
     }
 }

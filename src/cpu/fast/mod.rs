@@ -6,15 +6,18 @@
 //!   (`winograd`), a quarter of the multiply-adds, filters transformed once per plan
 //!   (`prep::winograd_filter`).
 //! - Every other conv: implicit GEMM, no im2col buffer (`conv`). Both run on one micro-kernel
-//!   (`microkernel`: 2 vectors of output channels x 6 pixels, AVX2 + FMA or portable).
+//!   (`microkernel`: 2 vectors of output channels x 6 pixels, AVX2 + FMA or portable; on
+//!   AVX-512 CPUs 1 or 2 512-bit vectors x 12 pixels, and Winograd's transforms on 16 lanes).
 //! - The epilogue (bias, scale/shift, activation, combine) is written once over the `Lane8`
 //!   vectors (`epilogue`), applied to the accumulators and stored once, by both convs and
 //!   the depthwise conv. Depthwise, eltwise and (un)shuffle are plain vectorized loops
 //!   (`simple`).
 //! - Module order, no cycles: `prep` (plan-time layout) <- `epilogue` <- `microkernel` <-
-//!   `conv`, `winograd`; `simple` uses `epilogue`; `mod.rs` runs them.
+//!   `conv`, `winograd`; `simple` uses `epilogue`; `act` holds tensors in `buffer`s (aligned,
+//!   huge pages for large ones); `mod.rs` runs them.
 //! - rayon splits output rows (tile rows for Winograd); a portable kernel covers CPUs without
-//!   AVX2 + FMA ([`Kernel`]); `TUNABLE_FAST_PROFILE=1` prints per-node times on stderr.
+//!   AVX2 + FMA ([`Kernel`], `TUNABLE_FAST_KERNEL` forces one); `TUNABLE_FAST_PROFILE=1`
+//!   prints per-node times on stderr.
 //!
 //! ```no_run
 //! # use tunable::{cpu::fast::FastPlan, plan::Plan, tensor::Tensor};
@@ -36,6 +39,7 @@
 
 mod act;
 pub mod bench_net;
+mod buffer;
 mod conv;
 mod epilogue;
 mod microkernel;
@@ -52,12 +56,16 @@ use crate::error::{Error, Result};
 use crate::plan::{LevelVec, Op, Plan, ShapeGraph};
 use crate::tensor::Tensor;
 use act::{Act, Pool};
+use buffer::Buffer;
 pub use prep::Winograd;
 use prep::{NodeAt, NodePrep};
 
 /// Which micro-kernels run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
+    /// x86-64 AVX-512F for the GEMM micro-kernel of 16-channel blocks (one 512-bit vector,
+    /// 12 pixels: twice the work per instruction), AVX2 + FMA for everything else.
+    Avx512,
     /// x86-64 AVX2 + FMA intrinsics.
     Avx2,
     /// Plain Rust loops, for any target (and as a cross-check in tests).
@@ -65,17 +73,37 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs.
+    /// The fastest kernel this CPU runs, or the one `TUNABLE_FAST_KERNEL=avx512|avx2|portable`
+    /// asks for when the CPU runs it (for side-by-side timing).
     pub fn detect() -> Kernel {
+        let best = Self::supported(Kernel::Avx512);
+        match std::env::var("TUNABLE_FAST_KERNEL").as_deref() {
+            Ok("avx2") => Self::supported(Kernel::Avx2),
+            Ok("portable") => Kernel::Portable,
+            _ => best,
+        }
+    }
+
+    /// `wanted`, or the best kernel below it that this CPU runs.
+    pub fn supported(wanted: Kernel) -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Kernel::Avx2;
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            let avx512 = avx2 && std::arch::is_x86_feature_detected!("avx512f");
+            match wanted {
+                Kernel::Avx512 if avx512 => return Kernel::Avx512,
+                Kernel::Avx512 | Kernel::Avx2 if avx2 => return Kernel::Avx2,
+                _ => {}
             }
         }
+        let _ = wanted;
         Kernel::Portable
+    }
+
+    /// Whether the AVX2 + FMA code paths run (true for [`Kernel::Avx512`] too).
+    pub(crate) fn avx2(self) -> bool {
+        matches!(self, Kernel::Avx2 | Kernel::Avx512)
     }
 }
 
@@ -129,12 +157,12 @@ fn default_pool_budget() -> usize {
 /// out and gives it back, so overlapping runs each work on their own set and the count of
 /// sets is bounded by how many runs overlapped, and their bytes by the budget.
 struct ScratchSets {
-    sets: Vec<Vec<Vec<f32>>>,
+    sets: Vec<Vec<Buffer>>,
     budget: usize,
 }
 
-fn set_bytes(set: &[Vec<f32>]) -> usize {
-    set.iter().map(|v| v.capacity() * 4).sum()
+fn set_bytes(set: &[Buffer]) -> usize {
+    set.iter().map(|v| v.len() * 4).sum()
 }
 
 impl ScratchSets {
@@ -142,13 +170,13 @@ impl ScratchSets {
         self.sets.iter().map(|s| set_bytes(s)).sum()
     }
     /// The largest set (the most reuse), or an empty one when every set is out.
-    fn checkout(&mut self) -> Vec<Vec<f32>> {
+    fn checkout(&mut self) -> Vec<Buffer> {
         let largest = (0..self.sets.len()).max_by_key(|&i| set_bytes(&self.sets[i]));
         largest.map_or_else(Vec::new, |i| self.sets.swap_remove(i))
     }
     /// Keeps `set`, then drops the smallest sets while over budget (never the last one, so a
     /// serial caller always reuses its buffers).
-    fn give_back(&mut self, set: Vec<Vec<f32>>) {
+    fn give_back(&mut self, set: Vec<Buffer>) {
         self.sets.push(set);
         while self.sets.len() > 1 && self.bytes() > self.budget {
             let smallest = (0..self.sets.len())
@@ -181,8 +209,8 @@ impl FastPlan {
         Self::with_kernel(plan, Kernel::detect())
     }
 
-    /// As [`FastPlan::new`] with a chosen kernel; `Kernel::Avx2` falls back to portable code
-    /// on a CPU without AVX2 + FMA.
+    /// As [`FastPlan::new`] with a chosen kernel; one this CPU does not run falls back to the
+    /// best below it ([`Kernel::supported`]).
     pub fn with_kernel(plan: &Plan, kernel: Kernel) -> Result<FastPlan> {
         Self::with_options(
             plan,
@@ -195,12 +223,7 @@ impl FastPlan {
 
     /// As [`FastPlan::new`] with chosen options.
     pub fn with_options(plan: &Plan, options: FastOptions) -> Result<FastPlan> {
-        let kernel = options.kernel;
-        let kernel = if kernel == Kernel::Avx2 {
-            Kernel::detect()
-        } else {
-            kernel
-        };
+        let kernel = Kernel::supported(options.kernel);
         plan.validate()?;
         let graph = plan.shape_graph();
         // Per tensor, the zero border its readers need (the largest `k / 2`).

@@ -5,14 +5,23 @@ pub(crate) mod winograd_filter;
 
 use crate::plan::{Activation, Conv2d, Depthwise, Eltwise, Epilogue, LevelVec, Mix, Node, Op};
 
-/// Lanes of one SIMD vector (AVX2 f32); per-channel arrays are padded to a multiple of it.
+/// Lanes of one SIMD vector (AVX2 f32): the unit of the packed weight blocks.
 pub(crate) const LANES: usize = 8;
+
+/// Per-channel arrays (bias, scale/shift, slopes, combine gains) and Winograd's `V`/`M`
+/// channels are padded to a multiple of this: the widest vector (AVX-512, 16 lanes) loads
+/// whole vectors from them.
+pub(crate) const CHANNEL_PAD: usize = 16;
 
 pub(crate) fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
 }
 
-/// A `Vec<f32>` whose first element is 32-byte aligned.
+/// Floats of slack for [`Aligned`]: one cache line.
+const ALIGN_FLOATS: usize = 16;
+
+/// A `Vec<f32>` whose first element is 64-byte aligned (a cache line: an AVX-512 load of a
+/// 16-channel block never splits one).
 pub(crate) struct Aligned {
     buf: Vec<f32>,
     off: usize,
@@ -20,15 +29,15 @@ pub(crate) struct Aligned {
 
 impl Aligned {
     pub fn zeros(n: usize) -> Self {
-        let buf = vec![0.0f32; n + LANES];
-        let off = buf.as_ptr().align_offset(32).min(LANES);
+        let buf = vec![0.0f32; n + ALIGN_FLOATS];
+        let off = buf.as_ptr().align_offset(64).min(ALIGN_FLOATS);
         Aligned { buf, off }
     }
     pub fn as_slice(&self) -> &[f32] {
-        &self.buf[self.off..self.buf.len() - LANES + self.off]
+        &self.buf[self.off..self.buf.len() - ALIGN_FLOATS + self.off]
     }
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
-        let n = self.buf.len() - LANES;
+        let n = self.buf.len() - ALIGN_FLOATS;
         &mut self.buf[self.off..self.off + n]
     }
 }
@@ -61,9 +70,9 @@ impl Mixed {
         }
         Mixed { n, data }
     }
-    /// A per-channel array of `c` channels padded with zeros to `round_up(c, LANES)`.
+    /// A per-channel array of `c` channels padded with zeros to `round_up(c, CHANNEL_PAD)`.
     fn channels(src: &[f32], p: usize, c: usize) -> Self {
-        Mixed::packed(src, p, c, round_up(c, LANES), |o| (o < c).then_some(o))
+        Mixed::packed(src, p, c, round_up(c, CHANNEL_PAD), |o| (o < c).then_some(o))
     }
     /// `out = base + sum_p coefs[p] * delta_p`, in L1-sized pieces (one pass over memory).
     fn eval_into(&self, coefs: &[f32], out: &mut [f32]) {
@@ -106,7 +115,7 @@ impl ActKind {
             Activation::Relu => ActKind::Relu,
             Activation::Prelu(s) => {
                 let mut v = s.clone();
-                v.resize(round_up(c, LANES), 0.0);
+                v.resize(round_up(c, CHANNEL_PAD), 0.0);
                 ActKind::Prelu(v)
             }
         }
@@ -121,7 +130,7 @@ pub(crate) struct EpiloguePrep {
     combine: Option<(Mixed, Vec<Mixed>)>,
 }
 
-/// An epilogue at one level: every vector padded with zeros to a multiple of `LANES`.
+/// An epilogue at one level: every vector padded with zeros to a multiple of `CHANNEL_PAD`.
 pub(crate) struct EpilogueAt {
     pub bias: Vec<f32>,
     pub scale_shift: Option<(Vec<f32>, Vec<f32>)>,

@@ -13,7 +13,7 @@ use super::simd::Lane8;
 use super::Kernel;
 
 /// Defines `$name(kernel, args)`: calls `$generic(args)` compiled a second time with AVX2 +
-/// FMA enabled when `kernel` is `Kernel::Avx2` (the compiler vectorizes the plain loops).
+/// FMA enabled when `kernel` runs AVX2 (the compiler vectorizes the plain loops).
 macro_rules! multiversion {
     ($name:ident, $generic:ident, ($($arg:ident : $ty:ty),*)) => {
         fn $name(kernel: Kernel, $($arg: $ty),*) {
@@ -23,8 +23,8 @@ macro_rules! multiversion {
                 unsafe fn avx2($($arg: $ty),*) {
                     $generic($($arg),*)
                 }
-                if matches!(kernel, Kernel::Avx2) {
-                    // SAFETY: Kernel::Avx2 is chosen only when the CPU has AVX2 and FMA.
+                if kernel.avx2() {
+                    // SAFETY: an AVX2 kernel is chosen only when the CPU has AVX2 and FMA.
                     return unsafe { avx2($($arg),*) };
                 }
             }
@@ -118,7 +118,7 @@ unsafe fn depthwise_taps_mv(
     row: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if matches!(kernel, Kernel::Avx2) {
+    if kernel.avx2() {
         return depthwise_row_avx2(prep, at, x, y, row);
     }
     let _ = kernel;

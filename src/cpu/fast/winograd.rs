@@ -22,7 +22,7 @@ use super::act::Act;
 use super::epilogue::{Ep, EpVec};
 use super::microkernel::{self, tile_pixels, SyncPtr, Tile};
 use super::prep::winograd_filter::{A, M, P};
-use super::prep::{round_up, ConvAt, ConvPrep, LANES};
+use super::prep::{round_up, ConvAt, ConvPrep, CHANNEL_PAD, LANES};
 use super::simd::Lane8;
 use super::Kernel;
 
@@ -100,40 +100,41 @@ fn l2_bytes() -> usize {
 /// Sizes of one chunk of tiles.
 #[derive(Clone, Copy)]
 struct Chunk {
-    /// Tiles per chunk, and that rounded up to whole micro-kernel tiles (12).
+    /// Tiles per chunk, and that rounded up to whole micro-kernel tiles (12); channels of `V`
+    /// and `M` padded to whole vectors of the widest kernel (`CHANNEL_PAD`).
     tiles: usize,
     tiles_pad: usize,
-    cin8: usize,
-    cout8: usize,
+    cin_pad: usize,
+    cout_pad: usize,
 }
 
 impl Chunk {
     fn new(cin: usize, cout: usize, tw: usize) -> Chunk {
-        let (cin8, cout8) = (round_up(cin, LANES), round_up(cout, LANES));
+        let (cin_pad, cout_pad) = (round_up(cin, CHANNEL_PAD), round_up(cout, CHANNEL_PAD));
         // The transformed filters of the layer (36 x cin x cout: 332 KB for 48 -> 48) should
         // stay in L2 (512 KB here) from chunk to chunk, so V + M of a chunk get what is left
         // of 7/8 of it:
         // chunks of 6 tiles for 48 -> 48. (cachegrind with L2 as the last level, bench net at
         // 256x256: 7.0 M misses with 6-tile chunks, 12.7 M with 18; per-block chunks of 12
         // tiles, 9.1 M, and no faster on the clock.)
-        let per_tile = P * (cin8 + cout8) * 4;
-        let filters = P * cin * cout8 * 4;
+        let per_tile = P * (cin_pad + cout_pad) * 4;
+        let filters = P * cin * cout_pad * 4;
         let left = (l2_bytes() * 7 / 8).saturating_sub(filters);
         let tiles = (left / per_tile).clamp(6, 48) / 6 * 6;
         let tiles = tiles.min(tw);
         Chunk {
             tiles,
             tiles_pad: round_up(tiles, 12),
-            cin8,
-            cout8,
+            cin_pad,
+            cout_pad,
         }
     }
-    /// Floats of `V` (`[tiles_pad][36][cin8]`) and of `M` (`[tiles_pad][36][cout8]`).
+    /// Floats of `V` (`[tiles_pad][36][cin_pad]`) and of `M` (`[tiles_pad][36][cout_pad]`).
     fn v_len(&self) -> usize {
-        self.tiles_pad * P * self.cin8
+        self.tiles_pad * P * self.cin_pad
     }
     fn m_len(&self) -> usize {
-        self.tiles_pad * P * self.cout8
+        self.tiles_pad * P * self.cout_pad
     }
     fn len(&self) -> usize {
         self.v_len() + self.m_len()
@@ -154,7 +155,7 @@ pub(crate) fn conv(
     let (cin, cout, oh, ow) = (prep.cin, prep.cout, y.h, y.w);
     let tw = ow.div_ceil(M);
     let ch = Chunk::new(cin, cout, tw);
-    let zeros = vec![0.0f32; ch.cout8];
+    let zeros = vec![0.0f32; ch.cout_pad];
     // The GEMM's epilogue: store only (zero bias), whole vectors (M is padded).
     let store_only = Ep::store_only(&zeros);
     let (rs, yb) = (y.row_stride(), y.b);
@@ -166,10 +167,13 @@ pub(crate) fn conv(
         .for_each(|(ty, rows)| {
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
-                if s.buf.len() < ch.len() {
-                    s.buf.resize(ch.len(), 0.0);
+                // 16 floats of slack: `V` starts on a 64-byte boundary (whole cache lines
+                // per 16-channel vector).
+                if s.buf.len() < ch.len() + 16 {
+                    s.buf.resize(ch.len() + 16, 0.0);
                 }
-                let (vbuf, mbuf) = s.buf.split_at_mut(ch.v_len());
+                let off = s.buf.as_ptr().align_offset(64).min(16);
+                let (vbuf, mbuf) = s.buf[off..].split_at_mut(ch.v_len());
                 let mut tx0 = 0;
                 while tx0 < tw {
                     let nt = ch.tiles.min(tw - tx0);
@@ -332,16 +336,32 @@ fn band(
     unsafe {
         match kernel {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => transform_in_avx512(j, vbuf),
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => transform_in_avx2(j, vbuf),
             _ => transform_in::<[f32; 8]>(j, vbuf),
         }
         gemm(kernel, j, vbuf, mbuf, wp, ep, &mut pf);
         match kernel {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => transform_out_avx512(j, mbuf, rows),
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => transform_out_avx2(j, mbuf, rows),
             _ => transform_out::<[f32; 8]>(j, mbuf, rows),
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn transform_in_avx512(j: &Job, vbuf: &mut [f32]) {
+    transform_in::<std::arch::x86_64::__m512>(j, vbuf)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn transform_out_avx512(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
+    transform_out::<std::arch::x86_64::__m512>(j, mbuf, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -386,12 +406,12 @@ impl Patch {
     }
 }
 
-/// One column of a tile's 6x6 `M`: 6 values starting at `m`, `A * cout8` apart.
+/// One column of a tile's 6x6 `M`: 6 values starting at `m`, `A * cout_pad` apart.
 #[inline(always)]
-unsafe fn m_column<V: Lane8>(m: *const f32, cout8: usize) -> [V; A] {
+unsafe fn m_column<V: Lane8>(m: *const f32, cout_pad: usize) -> [V; A] {
     let mut col = [V::zero(); A];
     for (i, ci) in col.iter_mut().enumerate() {
-        *ci = V::load(m.add(i * A * cout8));
+        *ci = V::load(m.add(i * A * cout_pad));
     }
     col
 }
@@ -400,7 +420,7 @@ unsafe fn m_column<V: Lane8>(m: *const f32, cout8: usize) -> [V; A] {
 #[inline(always)]
 unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
     let x = j.x;
-    let (cin, cin8) = (j.prep.cin, j.ch.cin8);
+    let (cin, cin_pad) = (j.prep.cin, j.ch.cin_pad);
     let (lo, hi_y, hi_x) = (-(x.b as isize), (x.h + x.b) as isize, (x.w + x.b) as isize);
     let iy0 = (j.ty * M) as isize - 1;
     let vp = vbuf.as_mut_ptr();
@@ -415,8 +435,8 @@ unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
             (hi_y - iy0).min(A as isize) as usize,
             (hi_x - ix0).min(A as isize) as usize,
         );
-        for v in (0..cin).step_by(LANES) {
-            let n = (cin - v).min(LANES);
+        for v in (0..cin).step_by(V::N) {
+            let n = (cin - v).min(V::N);
             // Columns (B^T d), then rows; outside the stored area the patch is zero.
             let p = Patch {
                 base,
@@ -446,7 +466,7 @@ unsafe fn transform_in<V: Lane8>(j: &Job, vbuf: &mut [f32]) {
                     cols_t[5][i],
                 ]);
                 for (jj, val) in row.iter().enumerate() {
-                    val.store(vp.add((t * P + i * A + jj) * cin8 + v));
+                    val.store(vp.add((t * P + i * A + jj) * cin_pad + v));
                 }
             }
         }
@@ -463,36 +483,36 @@ unsafe fn gemm(
     ep: &Ep,
     pf: &mut Prefetch,
 ) {
-    let (cin, cin8, cout8) = (j.prep.cin, j.ch.cin8, j.ch.cout8);
-    let us = cin * cout8;
+    let (cin, cin_pad, cout_pad) = (j.prep.cin, j.ch.cin_pad, j.ch.cout_pad);
+    // One position's packed filters (`prep::winograd_filter::pack_filters`).
+    let us = cin * round_up(j.prep.cout, LANES);
     let (vp, mp) = (vbuf.as_ptr(), mbuf.as_mut_ptr());
-    let groups: usize = j
-        .prep
-        .blocks
+    let blocks = microkernel::raw_blocks(kernel, &j.prep.blocks);
+    let groups: usize = blocks
         .iter()
-        .map(|b| j.nt.div_ceil(tile_pixels(b.nv)))
+        .map(|b| j.nt.div_ceil(tile_pixels(kernel, b.nv)))
         .sum();
     pf.plan(P * groups);
     for p in 0..P {
-        for b in &j.prep.blocks {
-            let tp = tile_pixels(b.nv);
+        for b in &blocks {
+            let tp = tile_pixels(kernel, b.nv);
             let mut t0 = 0;
             while t0 < j.nt {
                 // Spread the prefetches evenly over the micro-tiles (bursts stall).
                 pf.step();
                 let t = Tile {
-                    x: vp.add((t0 * P + p) * cin8),
+                    x: vp.add((t0 * P + p) * cin_pad),
                     xrow: 0,
-                    pstep: P * cin8,
+                    pstep: P * cin_pad,
                     k: 1,
                     run: cin,
                     w: wp.get().add(p * us + b.off),
-                    out: mp.add((t0 * P + p) * cout8 + b.v0 * LANES),
-                    ostep: P * cout8,
+                    out: mp.add((t0 * P + p) * cout_pad + b.v0 * LANES),
+                    ostep: P * cout_pad,
                     others: [std::ptr::null(); 2],
                 };
                 // V and M are padded to whole micro-tiles (12 tiles) and whole vectors.
-                microkernel::tile_raw(kernel, b.nv, &t, ep);
+                microkernel::tile_raw(kernel, b.nv, tp.min(j.nt - t0), &t, ep);
                 t0 += tp;
             }
         }
@@ -502,27 +522,27 @@ unsafe fn gemm(
 /// `Y = A^T M A` of the chunk's tiles, epilogue applied, stored into the tile row's rows.
 #[inline(always)]
 unsafe fn transform_out<V: Lane8>(j: &Job, mbuf: &[f32], rows: &mut [f32]) {
-    let (cout, cout8) = (j.cout, j.ch.cout8);
+    let (cout, cout_pad) = (j.cout, j.ch.cout_pad);
     let others = &j.others[..j.others.len().min(2)];
     let row_stride = (j.ow + 2 * j.yb) * cout;
     let nrows = rows.len() / row_stride;
     let mp = mbuf.as_ptr();
     let yp = rows.as_mut_ptr();
-    for c0 in (0..cout).step_by(LANES) {
-        let n = (cout - c0).min(LANES);
+    for c0 in (0..cout).step_by(V::N) {
+        let n = (cout - c0).min(V::N);
         let ep = EpVec::<V>::load(&Ep::new(&j.at.ep, c0, n, others.len()), 0);
         for t in 0..j.nt {
             let tx = j.tx0 + t;
             // Columns (A^T m), then rows.
             // Columns (A^T m), then rows.
-            let m0 = mp.add(t * P * cout8 + c0);
+            let m0 = mp.add(t * P * cout_pad + c0);
             let cols_t: [[V; M]; A] = [
-                at(m_column(m0, cout8)),
-                at(m_column(m0.add(cout8), cout8)),
-                at(m_column(m0.add(2 * cout8), cout8)),
-                at(m_column(m0.add(3 * cout8), cout8)),
-                at(m_column(m0.add(4 * cout8), cout8)),
-                at(m_column(m0.add(5 * cout8), cout8)),
+                at(m_column(m0, cout_pad)),
+                at(m_column(m0.add(cout_pad), cout_pad)),
+                at(m_column(m0.add(2 * cout_pad), cout_pad)),
+                at(m_column(m0.add(3 * cout_pad), cout_pad)),
+                at(m_column(m0.add(4 * cout_pad), cout_pad)),
+                at(m_column(m0.add(5 * cout_pad), cout_pad)),
             ];
             let ncols = (j.ow - tx * M).min(M);
             for r in 0..nrows {
