@@ -61,6 +61,9 @@ struct Net {
     level: LevelVec,
     /// The file `export` writes, in the target dir.
     export_name: &'static str,
+    /// The shipped models' backbone adds the head's output to the last block's (a long skip,
+    /// tools/nets.py); the bench network has none. Told to the peers in the metadata.
+    long_skip: bool,
     what: String,
 }
 
@@ -70,6 +73,7 @@ impl Net {
             plan: bench_net::adafm_net_plan(CHANNELS, BLOCKS, SEED),
             level: LEVEL,
             export_name: "bench_net.safetensors",
+            long_skip: false,
             what: format!("AdaFM-Net-style {CHANNELS}ch x {BLOCKS} blocks"),
         }
     }
@@ -89,6 +93,7 @@ impl Net {
             plan,
             level,
             export_name: "bench_model.safetensors",
+            long_skip: true,
             what: format!("{path} at sigma {sigma}"),
         }
     }
@@ -121,6 +126,7 @@ fn export(net: &Net, fast: &FastPlan) -> PathBuf {
         ("blocks".to_string(), BLOCKS.to_string()),
         ("seed".to_string(), SEED.to_string()),
         ("level".to_string(), level.map(|v| v.to_string()).join(",")),
+        ("long_skip".to_string(), net.long_skip.to_string()),
     ]);
     let dir = target_dir();
     std::fs::create_dir_all(&dir).expect("target dir");

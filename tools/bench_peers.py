@@ -43,8 +43,9 @@ GFLOP_512 = 44.85
 
 
 class Net(torch.nn.Module):
-    def __init__(self, w):
+    def __init__(self, w, long_skip=False):
         super().__init__()
+        self.long_skip = long_skip  # the shipped models add the head's output after the blocks
 
         def conv(name):
             weight = torch.from_numpy(w[f"{name}.weight"])
@@ -61,9 +62,12 @@ class Net(torch.nn.Module):
         self.tail = conv("tail")
 
     def forward(self, x):
-        h = self.head(F.pixel_unshuffle(x, 2))
+        h0 = self.head(F.pixel_unshuffle(x, 2))
+        h = h0
         for c1, c2 in self.body:
             h = c2(F.relu(c1(h))) + h
+        if self.long_skip:
+            h = h + h0
         return F.pixel_shuffle(self.tail(h), 2) + x
 
 
@@ -140,7 +144,7 @@ def main():
     with safe_open(args.weights, "np") as f:
         meta = f.metadata()
     torch.set_num_threads(args.threads)
-    net = Net(w).eval()
+    net = Net(w, meta.get("long_skip") == "true").eval()
 
     with torch.inference_mode():
         y = net(torch.from_numpy(w["check.input"])[None])[0].numpy()

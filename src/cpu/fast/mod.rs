@@ -14,7 +14,8 @@
 //!   (`simple`).
 //! - Module order, no cycles: `prep` (plan-time layout) <- `epilogue` <- `microkernel` <-
 //!   `conv`, `winograd`; `simple` uses `epilogue`; `act` holds tensors in `buffer`s (aligned,
-//!   huge pages for large ones); `mod.rs` runs them.
+//!   huge pages for large ones); `ends` fuses a leading unshuffle and a closing shuffle +
+//!   residual into the CHW <-> HWC transposes; `mod.rs` runs them.
 //! - rayon splits output rows (tile rows for Winograd); a portable kernel covers CPUs without
 //!   AVX2 + FMA ([`Kernel`], `TUNABLE_FAST_KERNEL` forces one); `TUNABLE_FAST_PROFILE=1`
 //!   prints per-node times on stderr.
@@ -41,6 +42,7 @@ mod act;
 pub mod bench_net;
 mod buffer;
 mod conv;
+mod ends;
 mod epilogue;
 mod microkernel;
 mod prep;
@@ -137,6 +139,8 @@ pub struct FastPlan {
     last_use: Vec<Option<usize>>,
     /// Per tensor, the zero border its readers need (the largest `k / 2`).
     border: Vec<usize>,
+    /// The plan's ends that run fused with the layout change.
+    ends: ends::Ends,
     kernel: Kernel,
     cache: Mutex<Option<(LevelVec, LevelData)>>,
     pool: Mutex<ScratchSets>,
@@ -241,10 +245,12 @@ impl FastPlan {
             .iter()
             .map(|node| NodePrep::new(node, options.winograd))
             .collect();
+        let last_use = graph.last_use();
         Ok(FastPlan {
             plan: plan.clone(),
             nodes,
-            last_use: graph.last_use(),
+            ends: ends::Ends::detect(plan, &last_use),
+            last_use,
             graph,
             border,
             kernel,
@@ -369,11 +375,23 @@ impl FastPlan {
             }
         };
         let mut acts: Vec<Option<Act>> = (0..plan.num_tensors).map(|_| None).collect();
-        acts[0] = Some(act::from_tensor(input, self.border[0], pool));
-        lap("input");
+        let ends = self.ends;
+        if ends.input_act {
+            acts[0] = Some(act::from_tensor(input, self.border[0], pool));
+            lap("input");
+        }
+        if ends.head {
+            let t = plan.nodes[0].output;
+            acts[t] = Some(ends::unshuffle_from_tensor(input, self.border[t], pool));
+            lap("input + unshuffle");
+        }
         let kernel = self.kernel;
+        let n = plan.nodes.len();
         for (i, (node, (prep, at))) in plan.nodes.iter().zip(self.nodes.iter().zip(at)).enumerate()
         {
+            if (ends.head && i == 0) || (ends.tail && i + 2 >= n) {
+                continue;
+            }
             let s = shapes[node.output];
             let mut out = pool.take(s.c, s.h, s.w, self.border[node.output]);
             {
@@ -423,10 +441,24 @@ impl FastPlan {
                 }
             }
         }
-        let out = acts[plan.output].take().expect("checked by Plan::shapes");
-        let y = act::to_tensor(&out);
-        lap("output");
-        pool.give(out);
+        let y = if ends.tail {
+            let (shuffle, eltwise) = (&plan.nodes[n - 2], &plan.nodes[n - 1]);
+            let NodeAt::Eltwise(e) = &at[n - 1] else {
+                unreachable!("Ends::detect checked the node")
+            };
+            let a = acts[shuffle.input].take().expect("checked by Plan::shapes");
+            let b = (!eltwise.others.is_empty()).then_some(input);
+            let y = ends::shuffle_eltwise_to_tensor(&a, e, b);
+            pool.give(a);
+            lap("shuffle + eltwise + output");
+            y
+        } else {
+            let out = acts[plan.output].take().expect("checked by Plan::shapes");
+            let y = act::to_tensor(&out);
+            lap("output");
+            pool.give(out);
+            y
+        };
         for a in acts.into_iter().flatten() {
             pool.give(a);
         }
