@@ -87,9 +87,14 @@ def time_fn(fn, runs):
     return times
 
 
+def rust_bench(binary):
+    """The command line of the Rust bench (its binary, or through cargo), before its flags."""
+    return [binary] if binary else ["cargo", "bench", "--bench", "cpu_net", "--"]
+
+
 def rust_round(sizes, binary=None, direct=False, model=None, sigma=None, kernel=None):
     """One run of the Rust bench (--quick); returns {size: [median_s, best_s]}."""
-    cmd = [binary, "--quick"] if binary else ["cargo", "bench", "--bench", "cpu_net", "--", "--quick"]
+    cmd = rust_bench(binary) + ["--quick"]
     if direct:
         cmd.append("--direct")
     if model:
@@ -134,8 +139,7 @@ def main():
         if args.weights == ap.get_default("weights"):
             args.weights = os.path.join(ROOT, "target", "bench_model.safetensors")
         # The Rust bench writes the model's mixed weights (and the check pair) first.
-        cmd = [args.rust_bin] if args.rust_bin else ["cargo", "bench", "--bench", "cpu_net", "--"]
-        subprocess.run(cmd + ["--export-only", "--model", args.model, "--sigma", str(args.sigma)],
+        subprocess.run(rust_bench(args.rust_bin) + ["--export-only", "--model", args.model, "--sigma", str(args.sigma)],
                        cwd=ROOT, check=True)
 
     if not os.path.exists(args.weights):

@@ -81,10 +81,9 @@ pub(crate) fn shuffle_eltwise_to_tensor(a: &Act, e: &EltwiseAt, input: Option<&T
     let (c, h, w) = (a.c / 4, a.h * 2, a.w * 2);
     let mut data = vec![0.0f32; c * h * w];
     let plane = h * w;
-    // One task per output row of every channel plane: disjoint slices of `data`.
-    let mut rows: Vec<(usize, &mut [f32])> = data.chunks_mut(w).enumerate().collect();
-    rows.par_iter_mut().for_each(|(i, out)| {
-        let (ch, y) = (*i / h, *i % h);
+    // One task per output row of every channel plane.
+    data.par_chunks_mut(w).enumerate().for_each(|(i, out)| {
+        let (ch, y) = (i / h, i % h);
         let src = a.row(y / 2);
         let k = ch * 4 + (y % 2) * 2;
         let u = e.u[ch];

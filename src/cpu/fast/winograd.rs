@@ -22,7 +22,7 @@ use super::act::Act;
 use super::epilogue::{Ep, EpVec};
 use super::microkernel::{self, tile_pixels, SyncPtr, Tile};
 use super::prep::winograd_filter::{A, M, P};
-use super::prep::{round_up, ConvAt, ConvPrep, CHANNEL_PAD, LANES};
+use super::prep::{round_up, Aligned, ConvAt, ConvPrep, CHANNEL_PAD, LANES};
 use super::simd::Lane8;
 use super::Kernel;
 
@@ -60,13 +60,10 @@ fn at<V: Lane8>(m: [V; 6]) -> [V; 4] {
     ]
 }
 
-/// Scratch of one task: `V` and `M` of a chunk of tiles.
-struct Scratch {
-    buf: Vec<f32>,
-}
-
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { buf: Vec::new() }) };
+    /// Scratch of one task: `V` and `M` of a chunk of tiles, 64-byte aligned (whole cache
+    /// lines per 16-channel vector).
+    static SCRATCH: RefCell<Option<Aligned>> = const { RefCell::new(None) };
 }
 
 /// This CPU's L2 size per core (Linux sysfs), else 512 KB.
@@ -118,7 +115,7 @@ impl Chunk {
         // 256x256: 7.0 M misses with 6-tile chunks, 12.7 M with 18; per-block chunks of 12
         // tiles, 9.1 M, and no faster on the clock.)
         let per_tile = P * (cin_pad + cout_pad) * 4;
-        let filters = P * cin * cout_pad * 4;
+        let filters = P * cin * round_up(cout, LANES) * 4;
         let left = (l2_bytes() * 7 / 8).saturating_sub(filters);
         let tiles = (left / per_tile).clamp(6, 48) / 6 * 6;
         let tiles = tiles.min(tw);
@@ -167,13 +164,11 @@ pub(crate) fn conv(
         .for_each(|(ty, rows)| {
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
-                // 16 floats of slack: `V` starts on a 64-byte boundary (whole cache lines
-                // per 16-channel vector).
-                if s.buf.len() < ch.len() + 16 {
-                    s.buf.resize(ch.len() + 16, 0.0);
+                if s.as_ref().is_none_or(|a| a.as_slice().len() < ch.len()) {
+                    *s = Some(Aligned::zeros(ch.len()));
                 }
-                let off = s.buf.as_ptr().align_offset(64).min(16);
-                let (vbuf, mbuf) = s.buf[off..].split_at_mut(ch.v_len());
+                let buf = s.as_mut().expect("made above").as_mut_slice();
+                let (vbuf, mbuf) = buf.split_at_mut(ch.v_len());
                 let mut tx0 = 0;
                 while tx0 < tw {
                     let nt = ch.tiles.min(tw - tx0);
