@@ -145,6 +145,11 @@ fn winograd_conv_matches_reference_on_random_shapes() {
             (64, 17, 9, 4),
             (3, 33, 33, 65),
             (20, 33, 17, 18),
+            // The GEMM's channel groups and staging chunks: 48 channels per group with U
+            // staged in two chunks (85 + 15 input channels); 5 groups of 16; 2 groups of 32.
+            (100, 40, 6, 7),
+            (90, 70, 5, 5),
+            (24, 64, 5, 6),
         ];
         for (i, &(cin, cout, h, wd)) in cases.iter().enumerate() {
             let s = ConvSpec {

@@ -3,195 +3,126 @@
 // with the level mix U = U(W0) + sum_p c_p U(D_p) fused into the staging of U (the filter
 // transform is linear, so the transformed basis is stored once, at upload).
 //
-// One workgroup (32 invocations) computes 64 tiles x 4 positions x CO_T = 16 output channels:
-// invocation (slot = lid % 8, position lid / 8) keeps tiles slot + 8 i (i < 8) x 16 channels
-// in registers: per input channel 8 loads of V and 4 vec4 of U for 128 FMAs. On a software
-// adapter (Mesa's lavapipe) every load whose offset is not a constant or push constant is a
-// loop over the SIMD lanes, so the FMAs per scalar loaded set the speed: 5.3 here, 3.2 with
-// 4 tiles per invocation (the previous version, about 7 % slower on the whole network at
-// 128x128 on lavapipe). Tried and dropped: vec4 loads of V from rows padded to 4 tiles (8
-// tiles x 8 channels; 20 % slower: lavapipe's vector load is still one branch per component
-// and lane), staging all 48 input channels at once (no change). 64 tiles per workgroup, not
-// 256, so that a 32x32 layer (64 tiles; the 48-channel denoiser's body at a 64x64 input)
-// fills its workgroups. Only U is staged in workgroup memory (4 positions x CI_T channels x
-// 16, mixed on the way): V is read by one invocation only, so staging it buys no reuse.
+// One workgroup (64 invocations) computes one position x 64 tiles x CO_T (16, 32 or 48)
+// output channels; invocation lid keeps tile t0 + lid x CO_T channels in registers. The whole
+// workgroup shares its position and channels, so every read of U from workgroup memory has an
+// address that is a constant: the unrolled steps below (`gemm_steps`, generated for this
+// variant's CIN by src/gpu/kernels.rs) are straight-line code, each `step(cl, ci)` with literal
+// arguments. Why: on a software adapter (Mesa's lavapipe) a load whose address is not provably
+// uniform is a loop over the SIMD lanes with a branch per lane, while a constant address
+// outside any loop or branch is one scalar load and a broadcast. Per input channel an
+// invocation then does one per-lane load (V) for CO_T FMAs; the previous kernel (4 positions x
+// 8 tiles x 16 channels per invocation, U read in a loop) did 24 per-lane loads per 128 FMAs.
+// Workgroup memory holds U for CI_S input channels x CO_T (mixed on the way in, by a loop: the
+// staging loads are per-lane either way).
 //
 // U on the GPU is laid out [PW + 1][36][cin][cout16] (zero padding channels). The grid is
-// 1-D over blocks of 64 tiles (pitch dispatch.row_pitch) x (9 * cout16 / 16),
-// z = position group * groups + g. Uniform: ConvUniform (wgsl/conv_weights.wgsl); x is V,
-// y is M.
+// 1-D over blocks of 64 tiles (pitch dispatch.row_pitch) x (36 * cout16 / CO_T),
+// z = position * groups + g. Uniform: ConvUniform (wgsl/conv_weights.wgsl); x is V, y is M.
 
-const TP: u32 = 64u;
-const CO_T: u32 = 16u;
-const POS_T: u32 = 4u;
-const SLOTS: u32 = 8u;
-const WG: u32 = 32u;
+const CO4: u32 = CO_T / 4u;
 
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> wt: array<vec4<f32>>;
 
-var<workgroup> ws: array<vec4<f32>, POS_T * CI_T * 4u>;
+var<workgroup> ws: array<vec4<f32>, CI_S * CO4>;
 
-@compute @workgroup_size(32, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let cin = prm.dims.cin;
-    let cout = prm.dims.cout;
-    let cout16 = prm.dims.cout16;
-    let nt = ((prm.dims.ow + 3u) / 4u) * ((prm.dims.oh + 3u) / 4u);
-    let groups = cout16 / CO_T;
-    let z = wid.z + prm.dispatch.group_offset.z;
-    let pos0 = (z / groups) * POS_T;
-    let co0 = (z % groups) * CO_T;
-    let t0 = linear_group(wid, prm.dispatch) * TP;
-    let cf = mix_coefs(prm.mix);
-    let n_w = 36u * cin * cout16 / 4u; // vec4s per mixed part
-    let slot = lid % SLOTS;
-    let pl = lid / SLOTS;
-    let pos = pos0 + pl;
-    // This invocation's tiles, clamped into the tensor (tiles past nt are not stored).
-    let vbase = pos * cin * nt;
-    let v0 = vbase + min(t0 + slot + 0u, nt - 1u);
-    let v1 = vbase + min(t0 + slot + 8u, nt - 1u);
-    let v2 = vbase + min(t0 + slot + 16u, nt - 1u);
-    let v3 = vbase + min(t0 + slot + 24u, nt - 1u);
-    let v4 = vbase + min(t0 + slot + 32u, nt - 1u);
-    let v5 = vbase + min(t0 + slot + 40u, nt - 1u);
-    let v6 = vbase + min(t0 + slot + 48u, nt - 1u);
-    let v7 = vbase + min(t0 + slot + 56u, nt - 1u);
+// Per invocation: its accumulators (only the first CO4 are used), its tile's first V index,
+// the tile count, and what staging needs.
+var<private> a0: vec4<f32>;
+var<private> a1: vec4<f32>;
+var<private> a2: vec4<f32>;
+var<private> a3: vec4<f32>;
+var<private> a4: vec4<f32>;
+var<private> a5: vec4<f32>;
+var<private> a6: vec4<f32>;
+var<private> a7: vec4<f32>;
+var<private> a8: vec4<f32>;
+var<private> a9: vec4<f32>;
+var<private> a10: vec4<f32>;
+var<private> a11: vec4<f32>;
+var<private> v_at: u32;
+var<private> n_tiles: u32;
+var<private> lid_p: u32;
+var<private> u_row0: u32;
+var<private> n_w: u32;
+var<private> cf: vec4<f32>;
 
-    var s00 = vec4<f32>(0.0);
-    var s01 = vec4<f32>(0.0);
-    var s02 = vec4<f32>(0.0);
-    var s03 = vec4<f32>(0.0);
-    var s10 = vec4<f32>(0.0);
-    var s11 = vec4<f32>(0.0);
-    var s12 = vec4<f32>(0.0);
-    var s13 = vec4<f32>(0.0);
-    var s20 = vec4<f32>(0.0);
-    var s21 = vec4<f32>(0.0);
-    var s22 = vec4<f32>(0.0);
-    var s23 = vec4<f32>(0.0);
-    var s30 = vec4<f32>(0.0);
-    var s31 = vec4<f32>(0.0);
-    var s32 = vec4<f32>(0.0);
-    var s33 = vec4<f32>(0.0);
-    var s40 = vec4<f32>(0.0);
-    var s41 = vec4<f32>(0.0);
-    var s42 = vec4<f32>(0.0);
-    var s43 = vec4<f32>(0.0);
-    var s50 = vec4<f32>(0.0);
-    var s51 = vec4<f32>(0.0);
-    var s52 = vec4<f32>(0.0);
-    var s53 = vec4<f32>(0.0);
-    var s60 = vec4<f32>(0.0);
-    var s61 = vec4<f32>(0.0);
-    var s62 = vec4<f32>(0.0);
-    var s63 = vec4<f32>(0.0);
-    var s70 = vec4<f32>(0.0);
-    var s71 = vec4<f32>(0.0);
-    var s72 = vec4<f32>(0.0);
-    var s73 = vec4<f32>(0.0);
+// U of input channels ci0 .. ci0 + nc into ws[cl * CO4 + q], mixed.
+fn stage(ci0: u32, nc: u32) {
+    let row = prm.dims.cout16 / 4u;
+    for (var e = lid_p; e < nc * CO4; e += 64u) {
+        let cl = e / CO4;
+        ws[e] = mixed_weight4(u_row0 + (ci0 + cl) * row + e % CO4, n_w, cf);
+    }
+}
 
-    for (var ci0 = 0u; ci0 < cin; ci0 += CI_T) {
-        let nc = min(CI_T, cin - ci0);
-        workgroupBarrier();
-        // ws[(position * CI_T + channel) * 4 + q]
-        for (var e = lid; e < POS_T * CI_T * 4u; e += WG) {
-            let cl = (e / 4u) % CI_T;
-            if cl < nc {
-                let p = pos0 + e / (CI_T * 4u);
-                let g = (p * cin + ci0 + cl) * (cout16 / 4u) + co0 / 4u + e % 4u;
-                ws[e] = mixed_weight4(g, n_w, cf);
-            }
-        }
-        workgroupBarrier();
-        let wb = pl * CI_T * 4u;
-        for (var cl = 0u; cl < nc; cl++) {
-            let w0 = ws[wb + cl * 4u];
-            let w1 = ws[wb + cl * 4u + 1u];
-            let w2 = ws[wb + cl * 4u + 2u];
-            let w3 = ws[wb + cl * 4u + 3u];
-            let row = (ci0 + cl) * nt;
-            let a0 = x[v0 + row];
-            let a1 = x[v1 + row];
-            let a2 = x[v2 + row];
-            let a3 = x[v3 + row];
-            let a4 = x[v4 + row];
-            let a5 = x[v5 + row];
-            let a6 = x[v6 + row];
-            let a7 = x[v7 + row];
-            s00 += a0 * w0;
-            s01 += a0 * w1;
-            s02 += a0 * w2;
-            s03 += a0 * w3;
-            s10 += a1 * w0;
-            s11 += a1 * w1;
-            s12 += a1 * w2;
-            s13 += a1 * w3;
-            s20 += a2 * w0;
-            s21 += a2 * w1;
-            s22 += a2 * w2;
-            s23 += a2 * w3;
-            s30 += a3 * w0;
-            s31 += a3 * w1;
-            s32 += a3 * w2;
-            s33 += a3 * w3;
-            s40 += a4 * w0;
-            s41 += a4 * w1;
-            s42 += a4 * w2;
-            s43 += a4 * w3;
-            s50 += a5 * w0;
-            s51 += a5 * w1;
-            s52 += a5 * w2;
-            s53 += a5 * w3;
-            s60 += a6 * w0;
-            s61 += a6 * w1;
-            s62 += a6 * w2;
-            s63 += a6 * w3;
-            s70 += a7 * w0;
-            s71 += a7 * w1;
-            s72 += a7 * w2;
-            s73 += a7 * w3;
+// One input channel: ws row cl (a literal at every call), V row ci.
+fn step(cl: u32, ci: u32) {
+    let v = x[v_at + ci * n_tiles];
+    let b = cl * CO4;
+    a0 += v * ws[b];
+    a1 += v * ws[b + 1u];
+    a2 += v * ws[b + 2u];
+    a3 += v * ws[b + 3u];
+    if CO4 > 4u {
+        a4 += v * ws[b + 4u];
+        a5 += v * ws[b + 5u];
+        a6 += v * ws[b + 6u];
+        a7 += v * ws[b + 7u];
+    }
+    if CO4 > 8u {
+        a8 += v * ws[b + 8u];
+        a9 += v * ws[b + 9u];
+        a10 += v * ws[b + 10u];
+        a11 += v * ws[b + 11u];
+    }
+}
+
+// Channels j0 .. j0 + 3 of this invocation's tile into M.
+fn store4(a: vec4<f32>, j0: u32, row0: u32, co0: u32, t: u32) {
+    for (var q = 0u; q < 4u; q++) {
+        let co = co0 + j0 + q;
+        if co < prm.dims.cout && t < n_tiles {
+            y[row0 + co * n_tiles + t] = a[q];
         }
     }
+}
 
-    let m_base = pos * cout * nt;
-    let acc0 = array<vec4<f32>, 4>(s00, s01, s02, s03);
-    let acc1 = array<vec4<f32>, 4>(s10, s11, s12, s13);
-    let acc2 = array<vec4<f32>, 4>(s20, s21, s22, s23);
-    let acc3 = array<vec4<f32>, 4>(s30, s31, s32, s33);
-    let acc4 = array<vec4<f32>, 4>(s40, s41, s42, s43);
-    let acc5 = array<vec4<f32>, 4>(s50, s51, s52, s53);
-    let acc6 = array<vec4<f32>, 4>(s60, s61, s62, s63);
-    let acc7 = array<vec4<f32>, 4>(s70, s71, s72, s73);
-    for (var j = 0u; j < 16u; j++) {
-        let co = co0 + j;
-        if co < cout {
-            let row = m_base + co * nt + t0 + slot;
-            if t0 + slot + 0u < nt {
-                y[row + 0u] = acc0[j / 4u][j % 4u];
-            }
-            if t0 + slot + 8u < nt {
-                y[row + 8u] = acc1[j / 4u][j % 4u];
-            }
-            if t0 + slot + 16u < nt {
-                y[row + 16u] = acc2[j / 4u][j % 4u];
-            }
-            if t0 + slot + 24u < nt {
-                y[row + 24u] = acc3[j / 4u][j % 4u];
-            }
-            if t0 + slot + 32u < nt {
-                y[row + 32u] = acc4[j / 4u][j % 4u];
-            }
-            if t0 + slot + 40u < nt {
-                y[row + 40u] = acc5[j / 4u][j % 4u];
-            }
-            if t0 + slot + 48u < nt {
-                y[row + 48u] = acc6[j / 4u][j % 4u];
-            }
-            if t0 + slot + 56u < nt {
-                y[row + 56u] = acc7[j / 4u][j % 4u];
-            }
-        }
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let cin = prm.dims.cin;
+    let nt = ((prm.dims.ow + 3u) / 4u) * ((prm.dims.oh + 3u) / 4u);
+    let groups = prm.dims.cout16 / CO_T;
+    let z = wid.z + prm.dispatch.group_offset.z;
+    let pos = z / groups;
+    let co0 = (z % groups) * CO_T;
+    let t = linear_group(wid, prm.dispatch) * 64u + lid;
+    n_tiles = nt;
+    lid_p = lid;
+    cf = mix_coefs(prm.mix);
+    n_w = 36u * cin * prm.dims.cout16 / 4u; // vec4s per mixed part
+    u_row0 = pos * cin * (prm.dims.cout16 / 4u) + co0 / 4u;
+    // Tiles past nt read the last tile and are not stored.
+    v_at = pos * cin * nt + min(t, nt - 1u);
+
+    gemm_steps();
+
+    let row0 = pos * prm.dims.cout * nt;
+    store4(a0, 0u, row0, co0, t);
+    store4(a1, 4u, row0, co0, t);
+    store4(a2, 8u, row0, co0, t);
+    store4(a3, 12u, row0, co0, t);
+    if CO4 > 4u {
+        store4(a4, 16u, row0, co0, t);
+        store4(a5, 20u, row0, co0, t);
+        store4(a6, 24u, row0, co0, t);
+        store4(a7, 28u, row0, co0, t);
+    }
+    if CO4 > 8u {
+        store4(a8, 32u, row0, co0, t);
+        store4(a9, 36u, row0, co0, t);
+        store4(a10, 40u, row0, co0, t);
+        store4(a11, 44u, row0, co0, t);
     }
 }

@@ -111,9 +111,12 @@ pub enum Kernel {
     },
     /// Winograd F(4x4, 3x3), 1 of 3: input transform (src/gpu/ops/winograd.rs).
     WinogradInput,
-    /// Winograd, 2 of 3: the 36 GEMMs, `pw` deltas mixed into U while staging.
+    /// Winograd, 2 of 3: the 36 GEMMs, `pw` deltas mixed into U while staging; unrolled for
+    /// `cin` input channels, `co_t` output channels per workgroup ([`winograd_gemm_co_tile`]).
     WinogradGemm {
         pw: u8,
+        cin: u16,
+        co_t: u8,
     },
     /// Winograd, 3 of 3: output transform and the fused epilogue (`pe` deltas).
     WinogradOutput {
@@ -287,10 +290,45 @@ pub const CONV1X1_CI_TILE: u32 = 16;
 // The 1x1 conv stages CI_T x 128 inputs and CI_T x 16 weights.
 const _: () = assert!(CONV1X1_CI_TILE * (128 + 16) * 4 <= 16_352);
 
-/// Input channels staged per step by the Winograd GEMM.
-pub const WINOGRAD_GEMM_CI_TILE: u32 = 32;
-// The GEMM stages 4 positions x CI_T x 16 values of U (V is read straight into registers).
-const _: () = assert!(4 * WINOGRAD_GEMM_CI_TILE * 16 * 4 <= 16_352);
+/// Output channels per workgroup of the Winograd GEMM for a layer of `cout16` (`cout` rounded
+/// up to 16): all of them up to 48 (one read of V serves every channel), else the largest of
+/// 48, 32, 16 that divides `cout16`.
+pub fn winograd_gemm_co_tile(cout16: u32) -> u32 {
+    if cout16 <= 48 {
+        return cout16.max(16);
+    }
+    [48, 32, 16]
+        .into_iter()
+        .find(|&c| cout16.is_multiple_of(c))
+        .unwrap_or(16)
+}
+
+/// Input channels of U the Winograd GEMM stages at once (CI_S x co_t floats of workgroup
+/// memory, under the 16,352-byte downlevel limit).
+fn winograd_gemm_ci_stage(cin: u32, co_t: u32) -> u32 {
+    cin.min(16_352 / 4 / co_t).max(1)
+}
+
+/// The unrolled body of the Winograd GEMM for `cin` input channels (see
+/// wgsl/winograd_gemm.wgsl: every `step` has literal arguments, so its reads of U are at
+/// constant addresses).
+fn winograd_gemm_steps(cin: u32, ci_s: u32) -> String {
+    let mut s = String::from("fn gemm_steps() {\n");
+    for ci0 in (0..cin).step_by(ci_s as usize) {
+        let nc = ci_s.min(cin - ci0);
+        if ci0 > 0 {
+            s.push_str("    workgroupBarrier();\n");
+        }
+        s.push_str(&format!(
+            "    stage({ci0}u, {nc}u);\n    workgroupBarrier();\n"
+        ));
+        for cl in 0..nc {
+            s.push_str(&format!("    step({cl}u, {}u);\n", ci0 + cl));
+        }
+    }
+    s.push_str("}\n");
+    s
+}
 
 struct Consts {
     k: u32,
@@ -300,6 +338,8 @@ struct Consts {
     ep: EpFlags,
     ci_t: u32,
     mode: u32,
+    /// The Winograd GEMM's unrolling: (cin, co_t).
+    gemm: Option<(u32, u32)>,
 }
 
 impl Kernel {
@@ -312,6 +352,7 @@ impl Kernel {
             ep: EpFlags::default(),
             ci_t: 1,
             mode: 0,
+            gemm: None,
         };
         match *self {
             Kernel::Conv2d {
@@ -350,9 +391,9 @@ impl Kernel {
             Kernel::Ftn { layer } => c.mode = layer as u32,
             Kernel::TextureIn { .. } | Kernel::TextureOut { .. } => {}
             Kernel::WinogradInput => {}
-            Kernel::WinogradGemm { pw } => {
+            Kernel::WinogradGemm { pw, cin, co_t } => {
                 c.pw = pw as u32;
-                c.ci_t = WINOGRAD_GEMM_CI_TILE;
+                c.gemm = Some((cin as u32, co_t as u32));
             }
             Kernel::WinogradOutput { pe, ep } => {
                 c.pe = pe as u32;
@@ -470,6 +511,13 @@ impl Kernel {
             c.ci_t,
             c.mode
         );
+        if let Some((cin, co_t)) = c.gemm {
+            let ci_s = winograd_gemm_ci_stage(cin, co_t);
+            s.push_str(&format!(
+                "const CO_T: u32 = {co_t}u;\nconst CI_S: u32 = {ci_s}u;\n"
+            ));
+            s.push_str(&winograd_gemm_steps(cin, ci_s));
+        }
         s.push_str(COMMON);
         let (epilogue, body) = match self {
             Kernel::Conv2d { .. } => (true, CONV2D),
@@ -541,7 +589,9 @@ impl Kernel {
         }
         v.push(Kernel::WinogradInput);
         for pw in 0..=4u8 {
-            v.push(Kernel::WinogradGemm { pw });
+            for (cin, co_t) in [(1u16, 16u8), (13, 16), (48, 48), (48, 32), (130, 48)] {
+                v.push(Kernel::WinogradGemm { pw, cin, co_t });
+            }
         }
         for p in 0..=4u8 {
             for has_b in [false, true] {
@@ -636,6 +686,25 @@ mod tests {
                 assert!(x <= max && x == pitch);
                 assert!(x as u64 * y as u64 >= groups as u64);
                 assert!((x as u64) * (y as u64 - 1) < groups as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn winograd_gemm_groups_divide_the_channels_and_fit_in_workgroup_memory() {
+        for cout16 in (16..=512).step_by(16) {
+            let co_t = winograd_gemm_co_tile(cout16);
+            assert!(
+                [16, 32, 48].contains(&co_t) && cout16 % co_t == 0,
+                "{cout16}: {co_t}"
+            );
+            assert!(co_t == cout16.min(48) || cout16 > 48, "{cout16}: {co_t}");
+            for cin in [1, 13, 48, 85, 86, 300, 512] {
+                let ci_s = winograd_gemm_ci_stage(cin, co_t);
+                assert!(ci_s >= 1 && ci_s <= cin && ci_s * co_t * 4 <= 16_352);
+                let steps = winograd_gemm_steps(cin, ci_s);
+                assert_eq!(steps.matches("    step(").count() as u32, cin);
+                assert_eq!(steps.matches("stage(").count() as u32, cin.div_ceil(ci_s));
             }
         }
     }

@@ -36,7 +36,10 @@ enum Source {
     Heap(Layout),
     /// `munmap(base, bytes)` frees it.
     #[cfg(target_os = "linux")]
-    Mapped { base: *mut libc::c_void, bytes: usize },
+    Mapped {
+        base: *mut libc::c_void,
+        bytes: usize,
+    },
 }
 
 // SAFETY: a Buffer owns its memory like a Vec<f32> does.

@@ -99,7 +99,10 @@ pub(crate) fn shuffle_eltwise_to_tensor(a: &Act, e: &EltwiseAt, input: Option<&T
         match &e.act {
             ActKind::None => {}
             ActKind::Relu => out.iter_mut().for_each(|o| *o = o.max(0.0)),
-            ActKind::Prelu(s) => out.iter_mut().filter(|o| **o < 0.0).for_each(|o| *o *= s[ch]),
+            ActKind::Prelu(s) => out
+                .iter_mut()
+                .filter(|o| **o < 0.0)
+                .for_each(|o| *o *= s[ch]),
         }
     });
     Tensor::from_vec(Shape::new(c, h, w), data)

@@ -72,7 +72,9 @@ impl Mixed {
     }
     /// A per-channel array of `c` channels padded with zeros to `round_up(c, CHANNEL_PAD)`.
     fn channels(src: &[f32], p: usize, c: usize) -> Self {
-        Mixed::packed(src, p, c, round_up(c, CHANNEL_PAD), |o| (o < c).then_some(o))
+        Mixed::packed(src, p, c, round_up(c, CHANNEL_PAD), |o| {
+            (o < c).then_some(o)
+        })
     }
     /// `out = base + sum_p coefs[p] * delta_p`, in L1-sized pieces (one pass over memory).
     fn eval_into(&self, coefs: &[f32], out: &mut [f32]) {

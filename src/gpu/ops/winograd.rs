@@ -14,7 +14,8 @@
 //!
 //! **When it runs** (the rule, also in docs/ARCHITECTURE.md): a conv with k = 3 and stride 1
 //! whose weights have at least [`MIN_CHANNELS`] input and output channels (fewer channels and
-//! the transforms cost more than the GEMM saves), and whose scratch buffers `V` and `M`
+//! the transforms cost more than the GEMM saves) and at most [`MAX_CHANNELS_IN`] input channels
+//! (the GEMM is unrolled over them), and whose scratch buffers `V` and `M`
 //! (36 x channels x tiles floats each, about 2.25x the input and output tensors) fit in one
 //! storage binding (as must U, 4x the direct conv's weights); otherwise the direct conv (wgsl/conv2d.wgsl), which stays the path of every
 //! other shape and the oracle the tests compare with. `TUNABLE_GPU_WINOGRAD=0` forces the
@@ -26,7 +27,7 @@ use super::conv::ConvUniform;
 use super::{mix, u32_of, upload_floats, Bindings, Launch, LevelMix, NodeIo, Uniform, STORAGE};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{grid_1d, EpFlags, Kernel};
+use crate::gpu::kernels::{grid_1d, winograd_gemm_co_tile, EpFlags, Kernel};
 use crate::plan::{winograd_filter, Conv2d, Shape};
 
 /// Output tile side, input patch side and transform-domain positions of F(4x4, 3x3).
@@ -36,6 +37,9 @@ const POS: usize = PATCH * PATCH;
 
 /// Fewest input and output channels for which the rule picks Winograd.
 pub const MIN_CHANNELS: usize = 8;
+
+/// Most input channels Winograd takes: the GEMM is unrolled over them (one step per channel).
+pub const MAX_CHANNELS_IN: usize = 512;
 
 /// Which conv path stride-1 3x3 convs take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +85,7 @@ pub fn mode() -> WinogradMode {
 pub fn picks(c: &Conv2d, mode: WinogradMode) -> bool {
     c.k == 3
         && c.stride == 1
+        && c.cin <= MAX_CHANNELS_IN
         && match mode {
             WinogradMode::Auto => c.cin >= MIN_CHANNELS && c.cout >= MIN_CHANNELS,
             WinogradMode::Never => false,
@@ -150,6 +155,8 @@ impl WinogradOp {
         let unfused = c.unfused_mix && deltas > 0;
         let gemm = Kernel::WinogradGemm {
             pw: if unfused { 0 } else { deltas as u8 },
+            cin: c.cin as u16, // at most MAX_CHANNELS_IN (`picks`)
+            co_t: winograd_gemm_co_tile(cout16 as u32) as u8,
         };
         let output = Kernel::WinogradOutput {
             pe: deltas as u8,
@@ -223,12 +230,16 @@ impl WinogradOp {
                 ..Default::default()
             },
         });
-        // 64 tiles x 4 positions x 16 output channels per workgroup.
+        // One position x 64 tiles x co_t output channels per workgroup.
+        let co_t = match self.gemm {
+            Kernel::WinogradGemm { co_t, .. } => co_t as u32,
+            _ => unreachable!("the GEMM kernel"),
+        };
         let (g, ug) = blocks(t, 64);
         out.push(Launch {
             kernel: self.gemm,
             uniform: Uniform::new(ug),
-            grid: [g[0], g[1], (POS / 4) as u32 * (u.dims.cout16 / 16)],
+            grid: [g[0], g[1], POS as u32 * (u.dims.cout16 / co_t)],
             bind: Bindings {
                 x: Some(v),
                 wt: Some(weights),
@@ -329,5 +340,13 @@ mod tests {
         assert!(!picks(&conv(48, 48, 3, 2), WinogradMode::Always));
         assert!(!picks(&conv(48, 48, 5, 1), WinogradMode::Always));
         assert!(!picks(&conv(48, 48, 3, 1), WinogradMode::Never));
+        assert!(picks(
+            &conv(MAX_CHANNELS_IN, 48, 3, 1),
+            WinogradMode::Always
+        ));
+        assert!(!picks(
+            &conv(MAX_CHANNELS_IN + 1, 48, 3, 1),
+            WinogradMode::Always
+        ));
     }
 }
