@@ -1,7 +1,7 @@
 // Winograd F(4x4, 3x3), step 1 of 3: the input transform V = B^T d B of every 6x6 input patch
 // d (stride 4, zero padding 1; the virtual noise channel is `noise` inside the image and 0 in
 // the padding, as in the direct conv), written as V[pos][ci][tile] for the GEMM
-// (wgsl/winograd_gemm.wgsl) to read 128 consecutive tiles of one (pos, ci) at a time.
+// (wgsl/winograd_gemm.wgsl), whose 64 invocations read 64 consecutive tiles of one (pos, ci).
 //
 // One invocation: one (tile, input channel). The grid is 1-D over blocks of 64 tiles (pitch
 // dispatch.row_pitch) x cin. Uniform: ConvUniform (wgsl/conv_weights.wgsl); x is the input
