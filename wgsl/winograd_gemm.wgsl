@@ -6,11 +6,11 @@
 // One workgroup (64 invocations) computes one position x 64 tiles x CO_T (16, 32 or 48)
 // output channels; invocation lid keeps tile t0 + lid x CO_T channels in registers. The whole
 // workgroup shares its position and channels, so every read of U from workgroup memory has an
-// address that is a constant: the unrolled steps below (`gemm_steps`, generated for this
-// variant's CIN by src/gpu/kernels.rs) are straight-line code, each `step(cl, ci)` with literal
-// arguments. Why: on a software adapter (Mesa's lavapipe) a load whose address is not provably
-// uniform is a loop over the SIMD lanes with a branch per lane, while a constant address
-// outside any loop or branch is one scalar load and a broadcast. Per input channel an
+// address that is a constant: the unrolled steps (`gemm_steps`, generated for this variant's
+// input channels by src/gpu/kernels.rs) are straight-line code, each `gemm_step(cl, ci)` with
+// literal arguments. Why: on a software adapter (Mesa's lavapipe) a load whose address is not
+// provably uniform is a loop over the SIMD lanes with a branch per lane, while a constant
+// address outside any loop or branch is one scalar load and a broadcast. Per input channel an
 // invocation then does one per-lane load (V) for CO_T FMAs; the previous kernel (4 positions x
 // 8 tiles x 16 channels per invocation, U read in a loop) did 24 per-lane loads per 128 FMAs.
 // Workgroup memory holds U for CI_S input channels x CO_T (mixed on the way in, by a loop: the
@@ -49,7 +49,7 @@ var<private> n_w: u32;
 var<private> cf: vec4<f32>;
 
 // U of input channels ci0 .. ci0 + nc into ws[cl * CO4 + q], mixed.
-fn stage(ci0: u32, nc: u32) {
+fn stage_u(ci0: u32, nc: u32) {
     let row = prm.dims.cout16 / 4u;
     for (var e = lid_p; e < nc * CO4; e += 64u) {
         let cl = e / CO4;
@@ -58,7 +58,7 @@ fn stage(ci0: u32, nc: u32) {
 }
 
 // One input channel: ws row cl (a literal at every call), V row ci.
-fn step(cl: u32, ci: u32) {
+fn gemm_step(cl: u32, ci: u32) {
     let v = x[v_at + ci * n_tiles];
     let b = cl * CO4;
     a0 += v * ws[b];

@@ -310,7 +310,7 @@ fn winograd_gemm_ci_stage(cin: u32, co_t: u32) -> u32 {
 }
 
 /// The unrolled body of the Winograd GEMM for `cin` input channels (see
-/// wgsl/winograd_gemm.wgsl: every `step` has literal arguments, so its reads of U are at
+/// wgsl/winograd_gemm.wgsl: every `gemm_step` has literal arguments, so its reads of U are at
 /// constant addresses).
 fn winograd_gemm_steps(cin: u32, ci_s: u32) -> String {
     let mut s = String::from("fn gemm_steps() {\n");
@@ -320,10 +320,10 @@ fn winograd_gemm_steps(cin: u32, ci_s: u32) -> String {
             s.push_str("    workgroupBarrier();\n");
         }
         s.push_str(&format!(
-            "    stage({ci0}u, {nc}u);\n    workgroupBarrier();\n"
+            "    stage_u({ci0}u, {nc}u);\n    workgroupBarrier();\n"
         ));
         for cl in 0..nc {
-            s.push_str(&format!("    step({cl}u, {}u);\n", ci0 + cl));
+            s.push_str(&format!("    gemm_step({cl}u, {}u);\n", ci0 + cl));
         }
     }
     s.push_str("}\n");
@@ -703,8 +703,8 @@ mod tests {
                 let ci_s = winograd_gemm_ci_stage(cin, co_t);
                 assert!(ci_s >= 1 && ci_s <= cin && ci_s * co_t * 4 <= 16_352);
                 let steps = winograd_gemm_steps(cin, ci_s);
-                assert_eq!(steps.matches("    step(").count() as u32, cin);
-                assert_eq!(steps.matches("stage(").count() as u32, cin.div_ceil(ci_s));
+                assert_eq!(steps.matches("    gemm_step(").count() as u32, cin);
+                assert_eq!(steps.matches("stage_u(").count() as u32, cin.div_ceil(ci_s));
             }
         }
     }
