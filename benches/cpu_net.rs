@@ -5,6 +5,7 @@
 //! cargo bench --bench cpu_net                  # summary table + criterion
 //! cargo bench --bench cpu_net -- --quick       # summary table only
 //! cargo bench --bench cpu_net -- --quick --direct  # ... without Winograd (direct convs only)
+//! cargo bench --bench cpu_net -- --quick --f6      # ... every 3x3 conv as Winograd F(6x6, 3x3) (--f4: F(4x4))
 //! cargo bench --bench cpu_net -- --layer       # one 48 -> 48 layer, 1 and 2 threads
 //! cargo bench --bench cpu_net -- --export-only # only write target/bench_net.safetensors
 //! cargo bench --bench cpu_net -- --quick --model weights/denoise-color.safetensors --sigma 25
@@ -362,8 +363,13 @@ fn main() {
     let (plan, level) = (&net.plan, net.level);
     // --direct: no Winograd (every conv as the direct implicit GEMM).
     let direct = args.iter().any(|a| a == "--direct");
+    // --f4 / --f6: every stride-1 3x3 conv as Winograd F(4x4, 3x3) / F(6x6, 3x3).
     let winograd = if direct {
         Winograd::Never
+    } else if args.iter().any(|a| a == "--f6") {
+        Winograd::AlwaysF6
+    } else if args.iter().any(|a| a == "--f4") {
+        Winograd::Always
     } else {
         Winograd::Auto
     };

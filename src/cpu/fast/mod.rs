@@ -404,8 +404,8 @@ impl FastPlan {
                 match (prep, at) {
                     (NodePrep::Conv(p, _), NodeAt::Conv(a)) => {
                         let run = |x: &Act, out: &mut Act| {
-                            if p.winograd {
-                                winograd::conv(p, a, x, out, &others, kernel)
+                            if let Some(tiling) = p.winograd {
+                                winograd::conv(tiling, p, a, x, out, &others, kernel)
                             } else {
                                 conv::conv(p, a, x, out, &others, kernel)
                             }
